@@ -1,0 +1,179 @@
+"""The ``data:`` section of a run config and the one entry point that loads it.
+
+Which fields a kind needs, and which it accepts, is written once in :data:`KIND_FIELDS`;
+the validator and the docs read it from there. Loaders are looked up in
+:data:`LOADERS` by kind. Defaults of optional fields (``size``, ``noise_rate``,
+``duration_s``, ``downsample``) live in the loader signatures: a field left ``None``
+is simply not passed on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from stllr.data.digits import make_digits
+from stllr.data.events import EventDataset, load_npz
+from stllr.data.moving_edge import make_moving_edge
+from stllr.data.shd import load_shd
+from stllr.errors import InputError
+
+__all__ = ["DataConfig", "KIND_FIELDS", "LOADERS", "load_data"]
+
+Kind = Literal["npz", "digits", "moving_edge", "shd", "nmnist", "dvs_gesture"]
+#: Prefix of error messages from files named in the config (the config section name).
+SECTION = "data"
+
+
+@dataclass(frozen=True)
+class KindFields:
+    """Fields a kind requires and the further ones it accepts (``kind``/``seed`` always)."""
+
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+
+
+KIND_FIELDS: dict[str, KindFields] = {
+    "npz": KindFields(frozenset({"train", "test"}), frozenset({"num_steps"})),
+    "digits": KindFields(frozenset({"num_steps"})),
+    "moving_edge": KindFields(
+        frozenset({"num_steps", "num_train", "num_test"}), frozenset({"size", "noise_rate"})
+    ),
+    "shd": KindFields(frozenset({"train", "test", "num_steps"}), frozenset({"duration_s", "downsample"})),
+    "nmnist": KindFields(frozenset({"root", "num_steps"})),
+    "dvs_gesture": KindFields(frozenset({"root", "num_steps"}), frozenset({"size"})),
+}
+_ALWAYS = frozenset({"kind", "seed"})
+
+
+class DataConfig(BaseModel):
+    """Where the data comes from. Relative paths are kept as given (the caller resolves them).
+
+    Fields (see KIND_FIELDS for which kind uses which):
+        kind: the data source.
+        train, test: files for ``npz`` (event .npz) and ``shd`` (.h5).
+        root: folder for ``nmnist`` / ``dvs_gesture`` (tonic's ``save_to``).
+        num_steps: T > 0; for ``npz`` taken from the files and, if given, checked.
+        seed: >= 0, encoding/generation seed (``digits``, ``moving_edge``).
+        num_train, num_test: > 0, samples to generate (``moving_edge``).
+        size: frame side in px (``moving_edge`` >= 4, default 16; ``dvs_gesture``
+            1..128, default 32).
+        noise_rate: 0 <= r < 1, noise events per pixel per step (``moving_edge``).
+        duration_s: > 0, seconds binned (``shd``, default 1.0).
+        downsample: >= 1, channel reduction factor (``shd``, default 1).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Kind
+    train: Path | None = None
+    test: Path | None = None
+    root: Path | None = None
+    num_steps: int | None = Field(default=None, gt=0)
+    seed: int = Field(default=0, ge=0)
+    num_train: int | None = Field(default=None, gt=0)
+    num_test: int | None = Field(default=None, gt=0)
+    size: int | None = Field(default=None, gt=0)
+    noise_rate: float | None = Field(default=None, ge=0.0, lt=1.0)
+    duration_s: float | None = Field(default=None, gt=0.0)
+    downsample: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> DataConfig:
+        spec = KIND_FIELDS[self.kind]
+        set_fields = {name for name in type(self).model_fields if getattr(self, name) is not None}
+        missing = sorted(spec.required - set_fields)
+        if missing:
+            raise ValueError(f"'{missing[0]}' is required for kind '{self.kind}'")
+        # A field the kind ignores is almost always a typo or a leftover from another
+        # kind; silently ignoring it would run a different experiment than the user wrote.
+        unused = sorted(set_fields - spec.required - spec.optional - _ALWAYS)
+        if unused:
+            raise ValueError(f"'{unused[0]}' does not apply to kind '{self.kind}'")
+        if self.size is not None:
+            low, high = (4, None) if self.kind == "moving_edge" else (1, 128)
+            if self.size < low or (high is not None and self.size > high):
+                bound = f">= {low}" if high is None else f"in {low}..{high}"
+                raise ValueError(f"'size' must be {bound} for kind '{self.kind}', got {self.size}")
+        return self
+
+    def given(self, *names: str) -> dict[str, Any]:
+        """The named optional fields that are set, as keyword arguments."""
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+Loader = Callable[[DataConfig], tuple[EventDataset, EventDataset]]
+
+
+def _load_npz_pair(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    train = load_npz(cfg.train, field=f"{SECTION}.train")
+    test = load_npz(cfg.test, field=f"{SECTION}.test")
+    for split, ds in (("train", train), ("test", test)):
+        if cfg.num_steps is not None and ds.num_steps != cfg.num_steps:
+            raise InputError(
+                f"{SECTION}.num_steps: {cfg.num_steps} but {SECTION}.{split} has T = {ds.num_steps}"
+            )
+    if train.x.shape[1:] != test.x.shape[1:]:
+        raise InputError(
+            f"{SECTION}.test: per-sample shape {test.x.shape[1:]} differs from "
+            f"{SECTION}.train {train.x.shape[1:]}"
+        )
+    return train, test
+
+
+def _load_digits(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    return make_digits(cfg.num_steps, cfg.seed)
+
+
+def _load_moving_edge(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    return make_moving_edge(
+        cfg.num_train, cfg.num_test, cfg.num_steps, seed=cfg.seed, **cfg.given("size", "noise_rate")
+    )
+
+
+def _load_shd(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    opts = cfg.given("duration_s", "downsample")
+    return (
+        load_shd(cfg.train, cfg.num_steps, field=f"{SECTION}.train", **opts),
+        load_shd(cfg.test, cfg.num_steps, field=f"{SECTION}.test", **opts),
+    )
+
+
+def _load_nmnist(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    # Imported here: tonic is optional, and only these two kinds need it.
+    from stllr.data.tonic_loaders import load_nmnist
+
+    field = f"{SECTION}.root"
+    return (
+        load_nmnist(cfg.root, True, cfg.num_steps, field=field),
+        load_nmnist(cfg.root, False, cfg.num_steps, field=field),
+    )
+
+
+def _load_dvs_gesture(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    from stllr.data.tonic_loaders import load_dvs_gesture
+
+    field, opts = f"{SECTION}.root", cfg.given("size")
+    return (
+        load_dvs_gesture(cfg.root, True, cfg.num_steps, field=field, **opts),
+        load_dvs_gesture(cfg.root, False, cfg.num_steps, field=field, **opts),
+    )
+
+
+LOADERS: dict[str, Loader] = {
+    "npz": _load_npz_pair,
+    "digits": _load_digits,
+    "moving_edge": _load_moving_edge,
+    "shd": _load_shd,
+    "nmnist": _load_nmnist,
+    "dvs_gesture": _load_dvs_gesture,
+}
+
+
+def load_data(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    """Load (train, test) for ``cfg`` through :data:`LOADERS`; bad files raise InputError."""
+    return LOADERS[cfg.kind](cfg)
