@@ -100,7 +100,9 @@ def build_optimizer(net: SpikingNetwork, config: Config) -> torch.optim.Optimize
 
 
 def _to_tensor(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(x)).to(torch.float32)
+    """Zero-copy uint8 view; the rules convert one time step at a time, so the float
+    copy of the input does not grow with T."""
+    return torch.from_numpy(np.ascontiguousarray(x))
 
 
 @dataclass
