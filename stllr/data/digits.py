@@ -7,8 +7,6 @@ integer pixel values 0..16, classes '0'..'9'. No download: the data ships with s
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from stllr.data.events import EventDataset
 from stllr.errors import InputError
@@ -29,6 +27,9 @@ def digits_split() -> tuple[np.ndarray, np.ndarray]:
     ``train_test_split(test_size=0.2, stratify=target, random_state=SPLIT_SEED)``; the
     indices are sorted so samples keep the order of ``load_digits()``.
     """
+    from sklearn.datasets import load_digits  # lazy: sklearn costs ~1 s of import time
+    from sklearn.model_selection import train_test_split
+
     target = load_digits().target
     idx_train, idx_test = train_test_split(
         np.arange(target.size),
@@ -82,6 +83,8 @@ def make_digits(num_steps: int, seed: int) -> tuple[EventDataset, EventDataset]:
         raise InputError(f"make_digits: 'num_steps' must be > 0, got {num_steps}")
     if seed < 0:
         raise InputError(f"make_digits: 'seed' must be >= 0, got {seed}")
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
     prob = digits.data / PIXEL_MAX  # float64 (1797, 64) in [0, 1]
     target = digits.target.astype(np.int64)

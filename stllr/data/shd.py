@@ -12,14 +12,18 @@ No download happens here: pass the path of ``shd_train.h5`` / ``shd_test.h5``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from stllr.data.events import EventDataset
 from stllr.errors import InputError
+
+if TYPE_CHECKING:
+    import h5py
 
 __all__ = ["load_shd", "bin_spikes", "SHD_NUM_CLASSES", "SHD_NUM_CHANNELS"]
 
@@ -50,6 +54,8 @@ def bin_spikes(
 
 
 def _dataset(f: h5py.File, key: str, where: str) -> h5py.Dataset:
+    import h5py
+
     obj = f.get(key)
     if not isinstance(obj, h5py.Dataset):
         raise InputError(f"{where}: missing dataset '{key}' (SHD layout: spikes/times, spikes/units, labels)")
@@ -93,6 +99,8 @@ def load_shd(
     if not path.is_file():
         raise InputError(f"{where}: file not found")
     try:
+        import h5py  # lazy: only SHD needs it
+
         f = h5py.File(path, "r")
     except OSError as err:
         raise InputError(f"{where}: not an HDF5 file ({str(err).splitlines()[0]})") from None
