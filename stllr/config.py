@@ -24,6 +24,7 @@ from typing import Annotated, Literal, Union
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fixedpoint.config import QuantConfig
 from stllr.data.config import DataConfig
 from stllr.errors import InputError
 
@@ -163,6 +164,7 @@ class Config(_Strict):
     learning: LearningConfig = LearningConfig()
     train: TrainConfig = TrainConfig()
     data: DataConfig
+    quant: QuantConfig | None = None  # formats of the integer model (fixedpoint/config.py)
 
 
 # ---------------------------------------------------------------------------- shapes

@@ -1,0 +1,823 @@
+"""The bit-accurate integer S-TLLR model: functional core plus a thin training shell.
+
+Core (pure functions of integer arrays; formats and constants travel in the params)::
+
+    int_layer_step(layer_params, layer_state, x, ctx) -> (layer_state, record)
+    int_step(params, state, x_t, ctx)                 -> (state, records)
+    int_learn_step(params, state, records, target, ctx) -> state   (window steps)
+    int_weight_write(params, state, scales, ctx)      -> (params, state)
+
+Shell: :class:`IntNetwork` (``from_float``, ``to_float``, ``infer``, ``train_batch``).
+
+Every value is an int64 code in its declared format (``fixedpoint.config``); every state
+update is ONE rounding of an exact int64 sum of aligned terms, in the rounding mode of
+the destination format, followed by the destination's overflow policy (counted per
+``layer<i>.<tensor>`` in an OverflowCounter). docs/fixedpoint_model.md has the table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from fixedpoint.config import (
+    LayerConstants,
+    LayerFormats,
+    QuantConfig,
+    check_exact,
+    check_layer_indices,
+    check_learning,
+    ib,
+    layer_constants,
+    layer_formats,
+)
+from fixedpoint.counters import OpCounter
+from fixedpoint.formats import FixedFormat
+from fixedpoint.kernels import accumulate_update, synaptic_current, transpose_mac, weight_write
+from fixedpoint.overflow import OverflowCounter, apply_overflow
+from fixedpoint.rng import next_states, seed_lanes
+from fixedpoint.rounding import mode_code, shift_right_round
+from stllr.errors import InputError
+
+# ------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Synapse map of one layer: W[o, tap] reads input idx[tap, p] for output (o, p)."""
+
+    n_in: int  # flat input size (C*H*W for conv)
+    channels: int  # output channels (= outputs of a dense layer)
+    positions: int  # output positions P (1 for a dense layer)
+    idx: np.ndarray  # (taps, P) int64 input index, -1 = zero padding
+
+    @property
+    def taps(self) -> int:
+        return self.idx.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.channels * self.positions
+
+
+def dense_geometry(n_in: int, n_out: int) -> Geometry:
+    return Geometry(n_in, n_out, 1, np.arange(n_in, dtype=np.int64).reshape(n_in, 1))
+
+
+def conv_geometry(in_shape, out_shape, kernel: int, stride: int, padding: int) -> Geometry:
+    """im2col map; tap order (c, ky, kx) = torch's weight layout, position (oy, ox)."""
+    c_in, height, width_ = in_shape
+    c_out, h_out, w_out = out_shape
+    t = np.arange(c_in * kernel * kernel)
+    c, ky, kx = t // (kernel * kernel), (t // kernel) % kernel, t % kernel
+    p = np.arange(h_out * w_out)
+    oy, ox = p // w_out, p % w_out
+    iy = oy[None, :] * stride + ky[:, None] - padding
+    ix = ox[None, :] * stride + kx[:, None] - padding
+    valid = (iy >= 0) & (iy < height) & (ix >= 0) & (ix < width_)
+    idx = np.where(valid, c[:, None] * height * width_ + iy * width_ + ix, -1).astype(np.int64)
+    return Geometry(c_in * height * width_, c_out, h_out * w_out, idx)
+
+
+# ------------------------------------------------------------------------- params/state
+
+
+@dataclass(frozen=True)
+class IntLayerParams:
+    """One layer: integer weights and the formats/constants they are read with."""
+
+    index: int
+    kind: str  # linear | recurrent | conv2d | readout
+    geometry: Geometry
+    fmts: LayerFormats
+    const: LayerConstants
+    reset: str  # soft | hard | none (readout)
+    weight: np.ndarray  # (C_out, taps) int64, weight format
+    rec_weight: np.ndarray | None  # (N, N) int64, weight format (recurrent)
+    bias: np.ndarray | None  # (C_out,) int64, bias format
+    feedback: np.ndarray | None  # (n_out, classes) int64, feedback format (DFA/sDFA)
+
+    @property
+    def name(self) -> str:
+        return f"layer{self.index}"
+
+    @property
+    def spiking(self) -> bool:
+        return self.kind != "readout"
+
+
+@dataclass(frozen=True)
+class IntParams:
+    layers: tuple[IntLayerParams, ...]
+    learning_signal: str  # bp | dfa | sdfa
+    bias_update: str  # reference | exact
+    update: str  # batch | online
+    window: int | None
+    learners: tuple[int, ...]  # indices of layers whose weights learn
+    num_classes: int
+
+
+class IntLayerState(NamedTuple):
+    """Plain int64 arrays; None where a layer does not track the value."""
+
+    membrane: np.ndarray  # (B, n_out) v[t] (spiking, after reset) or y[t] (readout)
+    pre_trace: np.ndarray | None  # (B, n_in) q[t]
+    post_trace: np.ndarray | None  # (B, n_out) p[t]
+    bias_trace: np.ndarray | None  # () q_b[t], trace of the constant input 1
+    prev_spikes: np.ndarray | None  # (B, n_out) o[t-1] (recurrent)
+    rec_pre_trace: np.ndarray | None  # (B, n_out) q_rec[t] (recurrent)
+    acc: dict | None  # {"weight", "rec_weight", "bias"}: update-format accumulators
+
+
+class IntState(NamedTuple):
+    layers: tuple[IntLayerState, ...]
+    lanes: np.ndarray  # uint32 xorshift32 states, one per weight (see lane_layout)
+
+
+class IntRecord(NamedTuple):
+    """What one layer computed at step t (int64 codes)."""
+
+    input: np.ndarray  # x[t] (B, n_in)
+    current: np.ndarray  # current format (B, n_out)
+    u: np.ndarray  # membrane format, u[t] (= y[t] for the readout)
+    output: np.ndarray  # spikes o[t] (0/1) or y[t]
+    psi: np.ndarray | None
+    pre_trace: np.ndarray | None
+    post_trace_prev: np.ndarray | None
+    bias_trace: np.ndarray | None
+    rec_input: np.ndarray | None
+    rec_pre_trace: np.ndarray | None
+
+
+@dataclass
+class StepContext:
+    """Where we are (for messages) and where counts go (both optional)."""
+
+    t: int = 0
+    overflow: OverflowCounter | None = None
+    ops: OpCounter | None = None
+    traces: bool = True
+    log: dict | None = None  # (t, layer, tensor) -> int64 array, when recording
+
+    def count(self, layer: str, phase: str, kind: str, width, n, tensor: str = "") -> None:
+        if self.ops is not None:
+            self.ops.add(layer, phase, kind, width, int(n), tensor)
+
+    def put(self, layer: str, tensor: str, value) -> None:
+        if self.log is not None and value is not None:
+            self.log[(self.t, layer, tensor)] = np.array(value, dtype=np.int64, copy=True)
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _requant(values: np.ndarray, shift: int, fmt: FixedFormat, tensor: str, ctx: StepContext) -> np.ndarray:
+    """round(values / 2**shift) in fmt's rounding, then fmt's overflow policy (counted)."""
+    rounded = shift_right_round(values, shift, fmt.rounding) if shift else np.asarray(values, np.int64)
+    out, _ = apply_overflow(rounded, fmt, tensor=tensor, step=ctx.t, counter=ctx.overflow)
+    return out
+
+
+def _align(values, from_frac: int, to_frac: int) -> np.ndarray:
+    """Exact left shift from from_frac to to_frac fraction bits (to_frac >= from_frac)."""
+    return np.asarray(values, np.int64) << np.int64(to_frac - from_frac)
+
+
+def const_op(c: int, const_fmt: FixedFormat, other: FixedFormat) -> tuple[str, str] | None:
+    """How a multiply by the constant code c executes: None (c = 0), shift, or mul."""
+    if c == 0:
+        return None
+    a = abs(int(c))
+    if a & (a - 1) == 0:
+        return "shift", str(other.bits)
+    return "mul", f"{const_fmt.bits}x{other.bits}"
+
+
+def _count_const(ctx, layer, phase, c, const_fmt, other, n) -> None:
+    op = const_op(c, const_fmt, other)
+    if op is not None:
+        ctx.count(layer, phase, op[0], op[1], n)
+
+
+def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_fmt: FixedFormat,
+                  value: np.ndarray, value_fmt_frac: int, tensor: str) -> np.ndarray:
+    """trace = round(decay * trace + value) into trace_fmt: one rounding of the exact sum."""
+    d = lp.fmts.decay.frac
+    frac = max(d + trace_fmt.frac, value_fmt_frac)
+    wide = _align(decay * trace, d + trace_fmt.frac, frac) + _align(value, value_fmt_frac, frac)
+    out = _requant(wide, frac - trace_fmt.frac, trace_fmt, f"{lp.name}.{tensor}", ctx)
+    _count_const(ctx, lp.name, "traces", decay, lp.fmts.decay, trace_fmt, trace.size)
+    ctx.count(lp.name, "traces", "add", trace_fmt.bits, np.count_nonzero(value))
+    ctx.count(lp.name, "traces", "read", trace_fmt.bits, trace.size, tensor)
+    ctx.count(lp.name, "traces", "write", trace_fmt.bits, trace.size, tensor)
+    return out
+
+
+# ------------------------------------------------------------------------- layer step
+
+
+def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx: StepContext
+                   ) -> tuple[IntLayerState, IntRecord]:
+    """One time step of one layer on int64 codes (STLLR.md, "One spiking layer").
+
+    x: (B, n_in) codes in ``fmts.input`` (spikes 0/1 for every layer after the first).
+    """
+    f, c, g, name = lp.fmts, lp.const, lp.geometry, lp.name
+    batch = x.shape[0]
+    n_out = g.n_out
+    # -- synaptic current: exact sum of W x (+ W_rec o[t-1]) (+ b), one requantization
+    fw, fx, fb = f.weight.frac, f.input.frac, f.bias.frac
+    frac0 = max([fw + fx] + ([fw] if lp.kind == "recurrent" else []) + ([fb] if lp.bias is not None else []))
+    acc = np.zeros((batch, g.channels, g.positions), np.int64)
+    events = synaptic_current(lp.weight, x, g.idx, acc)
+    syn_kind = ("syn_add", str(f.current.bits)) if f.binary_input else ("mac", f"{f.weight.bits}x{f.input.bits}")
+    ctx.count(name, "forward", syn_kind[0], syn_kind[1], events * g.channels)
+    ctx.count(name, "forward", "read", f.weight.bits, events * g.channels, "weight")
+    wide = _align(acc.reshape(batch, n_out), fw + fx, frac0)
+    if lp.kind == "recurrent":
+        rec = np.zeros((batch, n_out, 1), np.int64)
+        rec_events = synaptic_current(lp.rec_weight, state.prev_spikes, dense_geometry(n_out, n_out).idx, rec)
+        ctx.count(name, "forward", "syn_add", f.current.bits, rec_events * n_out)
+        ctx.count(name, "forward", "read", f.weight.bits, rec_events * n_out, "rec_weight")
+        wide = wide + _align(rec.reshape(batch, n_out), fw, frac0)
+    if lp.bias is not None:
+        wide = wide + _align(np.repeat(lp.bias, g.positions), fb, frac0)[None, :]
+        ctx.count(name, "forward", "add", f.current.bits, batch * n_out)
+        ctx.count(name, "forward", "read", f.bias.bits, batch * n_out, "bias")
+    current = _requant(wide, frac0 - f.current.frac, f.current, f"{name}.current", ctx)
+    # -- membrane: u = round(beta * v + current), one rounding into the membrane format
+    fl, fm, fc = f.leak.frac, f.membrane.frac, f.current.frac
+    frac1 = max(fl + fm, fc)
+    wide = _align(c.beta * state.membrane, fl + fm, frac1) + _align(current, fc, frac1)
+    u = _requant(wide, frac1 - fm, f.membrane, f"{name}.membrane", ctx)
+    n = batch * n_out
+    if f.leak_mode == "shift":
+        ctx.count(name, "forward", "shift", f.membrane.bits, n)
+        ctx.count(name, "forward", "add", f.membrane.bits, n)
+    else:
+        _count_const(ctx, name, "forward", c.beta, f.leak, f.membrane, n)
+    ctx.count(name, "forward", "add", f.membrane.bits, n)
+    ctx.count(name, "forward", "read", f.membrane.bits, n, "membrane")
+    ctx.count(name, "forward", "write", f.membrane.bits, n, "membrane")
+    ctx.put(name, "current", current)
+    ctx.put(name, "u", u)
+    if not lp.spiking:
+        new = state._replace(membrane=u)
+        record = IntRecord(x, current, u, u, None, None, None, None, None, None)
+        if ctx.traces:
+            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace")
+            qb = state.bias_trace
+            if lp.bias is not None:
+                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace")
+            new = new._replace(pre_trace=q, bias_trace=qb)
+            record = record._replace(pre_trace=q, bias_trace=qb)
+            ctx.put(name, "pre_trace", q)
+            if lp.bias is not None:
+                ctx.put(name, "bias_trace", qb)
+        return new, record
+    # -- spike, reset
+    z = u - c.theta  # exact, one bit wider than the membrane; no overflow possible
+    spikes = (z > 0).astype(np.int64)
+    ctx.count(name, "forward", "cmp", f.membrane.bits, n)
+    if lp.reset == "soft":
+        v = u - c.theta * spikes
+        ctx.count(name, "forward", "add", f.membrane.bits, int(spikes.sum()))
+    else:
+        v = np.where(spikes == 1, 0, u)
+    v, _ = apply_overflow(v, f.membrane, tensor=f"{name}.membrane", step=ctx.t, counter=ctx.overflow)
+    ctx.put(name, "spikes", spikes)
+    ctx.put(name, "membrane", v)
+    new = state._replace(membrane=v, prev_spikes=spikes if lp.kind == "recurrent" else None)
+    if not ctx.traces:
+        return new, IntRecord(x, current, u, spikes, None, None, None, None, state.prev_spikes, None)
+    # -- Psi(z)
+    absz = np.abs(z)
+    if c.psi_kind == "triangle":
+        d = np.maximum(c.psi_width - absz, 0)  # membrane format
+        wide = c.psi_slope * d  # frac psi_slope + membrane
+        psi = _requant(wide, f.psi_slope.frac + fm - f.psi.frac, f.psi, f"{name}.psi", ctx)
+        ctx.count(name, "traces", "add", f.membrane.bits + 1, n)
+        ctx.count(name, "traces", "cmp", f.membrane.bits + 1, n)
+        _count_const(ctx, name, "traces", c.psi_slope, f.psi_slope, f.membrane, np.count_nonzero(d))
+    else:
+        index = np.minimum(absz >> np.int64(f.psi_lut.index_shift), f.psi_lut.entries - 1)
+        psi = c.psi_lut[index]
+        if f.psi_lut.index_shift:
+            ctx.count(name, "traces", "shift", f.membrane.bits + 1, n)
+        ctx.count(name, "traces", "cmp", f.membrane.bits + 1, n)
+        ctx.count(name, "traces", "lut", f.psi.bits, n, "psi_lut")
+    ctx.put(name, "psi", psi)
+    # -- traces
+    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, f.psi.frac, "post_trace")
+    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace")
+    qb = state.bias_trace
+    if lp.bias is not None:
+        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace")
+    rec_in = rec_q = None
+    if lp.kind == "recurrent":
+        rec_in = state.prev_spikes
+        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, 0, "rec_pre_trace")
+        ctx.put(name, "rec_pre_trace", rec_q)
+    for key, value in (("post_trace", p), ("pre_trace", q), ("bias_trace", qb if lp.bias is not None else None)):
+        ctx.put(name, key, value)
+    new = new._replace(pre_trace=q, post_trace=p, bias_trace=qb, rec_pre_trace=rec_q)
+    return new, IntRecord(x, current, u, spikes, psi, q, state.post_trace, qb, rec_in, rec_q)
+
+
+def int_step(params: IntParams, state: IntState, x_t: np.ndarray, ctx: StepContext
+             ) -> tuple[IntState, tuple[IntRecord, ...]]:
+    """Advance every layer by one step; x_t (B, n_in0) int64 codes in quant.input."""
+    layers, records = [], []
+    x = x_t
+    for lp, ls in zip(params.layers, state.layers):
+        ls, record = int_layer_step(lp, ls, x, ctx)
+        layers.append(ls)
+        records.append(record)
+        x = record.output
+    return state._replace(layers=tuple(layers)), tuple(records)
+
+
+# ------------------------------------------------------------------------- learning
+
+
+def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: StepContext) -> dict[int, np.ndarray]:
+    """L[t] per learning layer (int64 codes; error format for the readout, else learning_signal).
+
+    error = y - onehot (mse; the 1/(B k) of the float loss is folded into eta).
+    BP: L^l = round(W^{l+1 T} g^{l+1}), g = round(L^{l+1} psi^{l+1}) (= error above the
+    readout); DFA: L^l = round(B^l error); sDFA: L^l = round(B^l sign(error)).
+    """
+    out_lp = params.layers[-1]
+    readout = len(params.layers) - 1
+    f_out = out_lp.fmts
+    y = records[-1].output
+    if f_out.membrane.frac < 0:
+        raise InputError("quant.membrane: the readout needs frac >= 0 to hold the target 1.0")
+    onehot = np.zeros_like(y)
+    onehot[np.arange(y.shape[0]), target] = np.int64(1) << np.int64(f_out.membrane.frac)
+    error = _requant(y - onehot, f_out.membrane.frac - f_out.error.frac, f_out.error, f"{out_lp.name}.error", ctx)
+    ctx.count(out_lp.name, "learning_signal", "add", f_out.error.bits, y.shape[0])
+    ctx.put(out_lp.name, "error", error)
+    signals = {readout: error}
+    wanted = set(params.learners)
+    lowest = min(wanted)
+    if params.learning_signal == "bp":
+        grad, grad_frac, grad_fmt = error, f_out.error.frac, f_out.error  # g of the layer above
+        for i in range(readout - 1, lowest - 1, -1):
+            above, lp = params.layers[i + 1], params.layers[i]
+            fa = above.fmts
+            batch = grad.shape[0]
+            back = np.zeros((batch, above.geometry.n_in), np.int64)
+            macs = transpose_mac(above.weight, grad.reshape(batch, above.geometry.channels, above.geometry.positions),
+                                 above.geometry.idx, back)
+            ctx.count(lp.name, "learning_signal", "mac", f"{fa.weight.bits}x{grad_fmt.bits}", macs)
+            ctx.count(lp.name, "learning_signal", "read", fa.weight.bits, macs, "weight")
+            fl = lp.fmts.learning_signal
+            signal = _requant(back, fa.weight.frac + grad_frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            signals[i] = signal
+            ctx.put(lp.name, "learning_signal", signal)
+            if i == lowest:
+                break
+            psi = records[i].psi
+            prod = signal * psi
+            ctx.count(lp.name, "learning_signal", "mul", f"{fl.bits}x{lp.fmts.psi.bits}", np.count_nonzero(prod))
+            grad = _requant(prod, fl.frac + lp.fmts.psi.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            grad_frac, grad_fmt = fl.frac, fl
+            ctx.put(lp.name, "grad", grad)
+        return {i: signals[i] for i in wanted}
+    sign = np.sign(error) if params.learning_signal == "sdfa" else None
+    for i in wanted:
+        if i == readout:
+            continue
+        lp = params.layers[i]
+        fl, ffb = lp.fmts.learning_signal, lp.fmts.feedback
+        active = np.count_nonzero(error if sign is None else sign)
+        if sign is None:
+            wide = error @ lp.feedback.T  # exact int64
+            signal = _requant(wide, ffb.frac + f_out.error.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            ctx.count(lp.name, "learning_signal", "mac", f"{ffb.bits}x{f_out.error.bits}", active * lp.geometry.n_out)
+        else:
+            wide = sign @ lp.feedback.T
+            signal = _requant(wide, ffb.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            ctx.count(lp.name, "learning_signal", "add", fl.bits, active * lp.geometry.n_out)
+        ctx.count(lp.name, "learning_signal", "read", ffb.bits, active * lp.geometry.n_out, "feedback")
+        signals[i] = signal
+        ctx.put(lp.name, "learning_signal", signal)
+    return {i: signals[i] for i in wanted}
+
+
+def _modulate(lp: IntLayerParams, a: np.ndarray, a_frac: int, b: np.ndarray, b_fmt: FixedFormat, phase: str,
+              ctx: StepContext) -> np.ndarray:
+    """round(a * b) into the modulation format (a already a modulation code or signal)."""
+    fm = lp.fmts.modulation
+    prod = a * b
+    ctx.count(lp.name, phase, "mul", f"{fm.bits}x{b_fmt.bits}", np.count_nonzero(prod))
+    return _requant(prod, a_frac + b_fmt.frac - fm.frac, fm, f"{lp.name}.modulation", ctx)
+
+
+def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, sig_fmt: FixedFormat, phase: str,
+                  ctx: StepContext) -> np.ndarray:
+    """round(alpha * L) into the modulation format."""
+    f = lp.fmts
+    _count_const(ctx, lp.name, phase, alpha, f.factor, sig_fmt, signal.size)
+    return _requant(alpha * signal, f.factor.frac + sig_fmt.frac - f.modulation.frac, f.modulation,
+                    f"{lp.name}.modulation", ctx)
+
+
+def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.ndarray, bias_mode: str,
+                   ctx: StepContext) -> dict:
+    """acc += sum_b round(L_i e_ij) for this step (STLLR.md update), new dict returned.
+
+    Per-neuron factors (modulation format): causal m = round(round(alpha_pre L) psi)
+    (readout: round(alpha_pre L)), non-causal n = round(round(alpha_post L) p[t-1]).
+    Per synapse: c = m q_j + n x_j exact, rounded once into the update format per sample,
+    summed over the batch exactly, added to the accumulator, overflow of ``update``.
+    """
+    f, c, g, name = lp.fmts, lp.const, lp.geometry, lp.name
+    fm, fu = f.modulation, f.update
+    sig_fmt = f.error if not lp.spiking else f.learning_signal
+    batch = signal.shape[0]
+    shape3 = (batch, g.channels, g.positions)
+    a_pre = _scale_signal(lp, c.alpha_pre, signal, sig_fmt, "eligibility_causal", ctx)
+    causal = a_pre if not lp.spiking else _modulate(lp, a_pre, fm.frac, record.psi, f.psi, "eligibility_causal", ctx)
+    noncausal = np.zeros((0, 0, 0), np.int64)
+    if lp.spiking and c.alpha_post != 0:
+        a_post = _scale_signal(lp, c.alpha_post, signal, sig_fmt, "eligibility_noncausal", ctx)
+        noncausal = _modulate(lp, a_post, fm.frac, record.post_trace_prev, f.post_trace,
+                              "eligibility_noncausal", ctx).reshape(shape3)
+        ctx.put(name, "noncausal", noncausal)
+    ctx.put(name, "causal", causal)
+    new = {}
+
+    def correlate(geometry, pre, pre_frac, x, x_frac, binary, tensor, acc_name):
+        """Weight-shaped sum over the batch of round(m q_j + n x_j), into acc[tensor]."""
+        shape = (batch, geometry.channels, geometry.positions)
+        frac_e = fm.frac + max(pre_frac, x_frac)
+        total = np.zeros((geometry.channels, geometry.taps), np.int64)
+        n_c, n_nc, n_contrib = accumulate_update(
+            causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
+            geometry.idx, frac_e - fm.frac - pre_frac, frac_e - fm.frac - x_frac, frac_e - fu.frac,
+            mode_code(fu.rounding), total)
+        ctx.count(name, "eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", n_c)
+        ctx.count(name, "eligibility_causal", "read", f.pre_trace.bits, n_c, pre_name[tensor])
+        if binary:
+            ctx.count(name, "eligibility_noncausal", "add", fm.bits + f.pre_trace.bits, n_nc)
+        else:
+            ctx.count(name, "eligibility_noncausal", "mac", f"{fm.bits}x{f.input.bits}", n_nc)
+        ctx.count(name, "accumulate", "add", fu.bits, n_contrib)
+        ctx.count(name, "accumulate", "read", fu.bits, n_contrib, acc_name)
+        ctx.count(name, "accumulate", "write", fu.bits, n_contrib, acc_name)
+        out = _requant(acc[tensor] + total, 0, fu, f"{name}.{acc_name}", ctx)
+        ctx.put(name, f"acc_{tensor}", out)
+        return out
+
+    pre_name = {"weight": "pre_trace", "rec_weight": "rec_pre_trace"}
+    new["weight"] = correlate(g, record.pre_trace, f.pre_trace.frac, record.input, f.input.frac,
+                              f.binary_input, "weight", "update")
+    if lp.kind == "recurrent":  # recurrent synapses: pre-synaptic spikes o[t-1] and q_rec
+        new["rec_weight"] = correlate(dense_geometry(g.n_out, g.n_out), record.rec_pre_trace, f.pre_trace.frac,
+                                      record.rec_input, 0, True, "rec_weight", "rec_update")
+    if lp.bias is not None:
+        if bias_mode == "reference":
+            if lp.spiking:  # db = L psi
+                term = signal * record.psi
+                term_frac = sig_fmt.frac + f.psi.frac
+                ctx.count(name, "eligibility_causal", "mac", f"{sig_fmt.bits}x{f.psi.bits}", np.count_nonzero(term))
+            else:  # db = L
+                term, term_frac = signal, sig_fmt.frac
+                ctx.count(name, "eligibility_causal", "add", sig_fmt.bits, np.count_nonzero(term))
+        else:  # exact: b is a weight on a constant input 1 with pre-trace q_b
+            term_frac = fm.frac + f.pre_trace.frac
+            term = causal * record.bias_trace
+            ctx.count(name, "eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", np.count_nonzero(term))
+            if noncausal.size:
+                nc = noncausal.reshape(batch, -1)
+                term = term + _align(nc, fm.frac, term_frac)
+                ctx.count(name, "eligibility_noncausal", "add", fm.bits + f.pre_trace.bits, np.count_nonzero(nc))
+        per_sample = term.reshape(shape3).sum(axis=2)  # exact sum over positions
+        rounded = shift_right_round(per_sample, term_frac - fu.frac, fu.rounding)
+        ctx.count(name, "accumulate", "add", fu.bits, batch * g.channels)
+        ctx.count(name, "accumulate", "read", fu.bits, batch * g.channels, "bias_update")
+        ctx.count(name, "accumulate", "write", fu.bits, batch * g.channels, "bias_update")
+        new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx)
+        ctx.put(name, "acc_bias", new["bias"])
+    return new
+
+
+def int_learn_step(params: IntParams, state: IntState, records, target: np.ndarray, ctx: StepContext) -> IntState:
+    """One window step: learning signals, eligibility, accumulation into the update format."""
+    signals = int_learning_signals(params, records, target, ctx)
+    layers = list(state.layers)
+    for i in params.learners:
+        lp = params.layers[i]
+        acc = int_accumulate(lp, layers[i].acc, records[i], signals[i], params.bias_update, ctx)
+        layers[i] = layers[i]._replace(acc=acc)
+    return state._replace(layers=tuple(layers))
+
+
+def lane_layout(params: IntParams) -> dict[tuple[int, str], tuple[int, int]]:
+    """(layer, tensor) -> (first lane, count): layers in order; weight (row-major, torch
+    layout), rec_weight, bias. One xorshift32 lane per stored weight."""
+    layout, start = {}, 0
+    for lp in params.layers:
+        for tensor in ("weight", "rec_weight", "bias"):
+            value = getattr(lp, tensor)
+            if value is not None:
+                layout[(lp.index, tensor)] = (start, value.size)
+                start += value.size
+    return layout
+
+
+def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], ctx: StepContext
+                     ) -> tuple[IntParams, IntState]:
+    """W <- round(W - eta * acc) for each learning layer; accumulators back to 0.
+
+    etas: layer index -> eta code in the learning_rate format (eta / (B k), see IntNetwork).
+    """
+    lanes = state.lanes.copy()
+    layout = lane_layout(params)
+    new_layers, new_states = list(params.layers), list(state.layers)
+    for i in params.learners:
+        lp, ls = params.layers[i], state.layers[i]
+        f = lp.fmts
+        fe, fu = f.learning_rate.frac, f.update.frac
+        changes, acc = {}, {}
+        for tensor, fmt in (("weight", f.weight), ("rec_weight", f.weight), ("bias", f.bias)):
+            value = getattr(lp, tensor)
+            if value is None:
+                continue
+            frac = max(fmt.frac, fe + fu)
+            first, count = layout[(i, tensor)]
+            lane_slice = lanes[first:first + count]
+            out = np.empty(value.size, np.int64)
+            top = max(int(np.abs(value).max(initial=0)) << (frac - fmt.frac),
+                      etas[i] * int(np.abs(ls.acc[tensor]).max(initial=0)) << (frac - fe - fu))
+            check_exact(f"{lp.name}.{tensor} weight write (quant.learning_rate, update, weight)", top.bit_length() + 2)
+            weight_write(value.ravel(), ls.acc[tensor].ravel(), np.int64(etas[i]), frac - fmt.frac,
+                         frac - fe - fu, mode_code(fmt.rounding), lane_slice, out)
+            lanes[first:first + count] = lane_slice
+            written, _ = apply_overflow(out.reshape(value.shape), fmt, tensor=f"{lp.name}.{tensor}", step=ctx.t,
+                                        counter=ctx.overflow)
+            changes[tensor] = written
+            acc[tensor] = np.zeros_like(ls.acc[tensor])
+            ctx.put(lp.name, f"new_{tensor}", written)
+            size = value.size
+            _count_const(ctx, lp.name, "weight_write", etas[i], f.learning_rate, f.update, size)
+            ctx.count(lp.name, "weight_write", "add", fmt.bits, size)
+            ctx.count(lp.name, "weight_write", "read", fmt.bits, size, tensor)
+            ctx.count(lp.name, "weight_write", "write", fmt.bits, size, tensor)
+            upd = tensor.replace("weight", "update") if tensor != "bias" else "bias_update"
+            ctx.count(lp.name, "weight_write", "read", f.update.bits, size, upd)
+            ctx.count(lp.name, "weight_write", "write", f.update.bits, size, upd)
+            if fmt.rounding == "stochastic":
+                ctx.count(lp.name, "weight_write", "rng", 32, size)
+        new_layers[i] = replace(lp, **changes)
+        new_states[i] = ls._replace(acc=acc)
+    return replace(params, layers=tuple(new_layers)), IntState(tuple(new_states), lanes)
+
+
+# ------------------------------------------------------------------------- shell
+
+
+def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool = True) -> IntState:
+    """All-zero layer states for a batch (accumulators included); lanes carried over."""
+    layers = []
+    for lp in params.layers:
+        g = lp.geometry
+        z = lambda n: np.zeros((batch, n), np.int64)  # noqa: E731
+        acc = None
+        if lp.index in params.learners:
+            acc = {"weight": np.zeros_like(lp.weight)}
+            if lp.rec_weight is not None:
+                acc["rec_weight"] = np.zeros_like(lp.rec_weight)
+            if lp.bias is not None:
+                acc["bias"] = np.zeros_like(lp.bias)
+        layers.append(IntLayerState(
+            membrane=z(g.n_out),
+            pre_trace=z(g.n_in) if traces else None,
+            post_trace=z(g.n_out) if traces and lp.spiking else None,
+            bias_trace=np.zeros((), np.int64) if traces else None,
+            prev_spikes=z(g.n_out) if lp.kind == "recurrent" else None,
+            rec_pre_trace=z(g.n_out) if traces and lp.kind == "recurrent" else None,
+            acc=acc,
+        ))
+    return IntState(tuple(layers), lanes)
+
+
+@dataclass
+class IntResult:
+    """Outcome of one batch; ``log`` holds (t, layer, tensor) -> codes when requested."""
+
+    readout: np.ndarray  # (B, T, classes) membrane codes of y
+    spikes: list  # per spiking layer (B, T, n_out) 0/1
+    prediction: np.ndarray  # (B,) argmax of y summed over the window
+    etas: dict = field(default_factory=dict)  # layer -> eta code used by the write
+    log: dict | None = None
+
+
+def _float_to_codes(name: str, values: np.ndarray, fmt: FixedFormat, lanes: np.ndarray | None,
+                    counter: OverflowCounter) -> tuple[np.ndarray, np.ndarray | None]:
+    words = None
+    if fmt.rounding == "stochastic":
+        lanes = next_states(lanes)
+        words = lanes
+    codes = fmt.quantize(np.asarray(values, np.float64).reshape(-1), rng_bits=words, tensor=name, counter=counter)
+    return codes.reshape(np.shape(values)), lanes
+
+
+class IntNetwork:
+    """Stateful shell over the integer core: weights, lanes and counters of one model.
+
+    ``from_float(net, quant, lr)`` quantizes a :class:`stllr.network.SpikingNetwork`;
+    ``infer(x)`` and ``train_batch(x, target)`` run whole samples (x: (B, T, *input_shape)
+    floats on the input grid, target: (B,) class indices); ``to_float()`` gives the
+    weights back as float tensors in a copy of the float network.
+    """
+
+    def __init__(self, params: IntParams, lanes: np.ndarray, net, lr: float) -> None:
+        self.params = params
+        self.lanes = lanes
+        self.net = net
+        self.lr = float(lr)
+        self.overflow = OverflowCounter()
+        self.ops = OpCounter()
+
+    # -- construction ---------------------------------------------------------------
+    @classmethod
+    def from_float(cls, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None
+                   ) -> "IntNetwork":
+        from stllr.config import layer_shapes
+        from stllr.learning import learning_layers
+
+        quant = quant or QuantConfig()
+        network, learning = net.network_config, net.learning_config
+        check_learning(learning)
+        check_layer_indices(network, quant)
+        overflow = OverflowCounter()
+        layers = []
+        shapes = layer_shapes(network)
+        total = sum(p.numel() for p in net.parameters())
+        lanes = seed_lanes(quant.seed, total)
+        lane = 0
+        for index, (cfg, layer, (in_shape, out_shape)) in enumerate(zip(network.layers, net.layers, shapes)):
+            fmts = layer_formats(quant, index)
+            const = layer_constants(network, learning, quant, index, fmts)
+            if cfg.kind == "conv2d":
+                geometry = conv_geometry(in_shape, out_shape, cfg.kernel, cfg.stride, cfg.padding)
+            else:
+                geometry = dense_geometry(math.prod(in_shape), math.prod(out_shape))
+            name = f"layer{index}"
+            arrays = {}
+            for tensor, fmt in (("weight", fmts.weight), ("rec_weight", fmts.weight), ("bias", fmts.bias)):
+                param = getattr(layer, tensor, None)
+                if param is None:
+                    arrays[tensor] = None
+                    continue
+                values = param.detach().double().numpy()
+                if tensor == "weight":
+                    values = values.reshape(values.shape[0], -1)
+                sub = lanes[lane:lane + values.size]
+                codes, sub = _float_to_codes(f"{name}.{tensor}", values, fmt, sub, overflow)
+                lanes[lane:lane + values.size] = sub
+                lane += values.size
+                arrays[tensor] = codes
+            feedback = None
+            if cfg.kind != "readout" and learning.learning_signal in ("dfa", "sdfa"):
+                feedback = fmts.feedback.quantize(net.feedback(index).double().numpy(), tensor=f"{name}.feedback",
+                                                  counter=overflow)
+            lp = IntLayerParams(index, cfg.kind, geometry, fmts, const,
+                                "none" if cfg.kind == "readout" else (cfg.reset or network.neuron.reset),
+                                arrays["weight"], arrays["rec_weight"], arrays["bias"], feedback)
+            _check_widths(lp, learning)
+            layers.append(lp)
+        params = IntParams(tuple(layers), learning.learning_signal, learning.bias_update, learning.update,
+                           learning.window, tuple(learning_layers(net, rule or learning.rule)),
+                           network.layers[-1].size)
+        model = cls(params, lanes, net, lr)
+        model.overflow.merge(overflow)
+        return model
+
+    # -- runs ---------------------------------------------------------------------------
+    def quantize_input(self, x) -> np.ndarray:
+        fmt = self.params.layers[0].fmts.input
+        return fmt.quantize(np.asarray(x, np.float64), tensor="input", counter=self.overflow)
+
+    def etas(self, batch: int, window: int) -> dict[int, int]:
+        """eta code per learning layer: lr / (B k), or lr for sDFA hidden layers (the float
+        sDFA signal sign(error) carries no 1/(B k)). Quantized nearest_even into learning_rate."""
+        out = {}
+        readout = len(self.params.layers) - 1
+        for i in self.params.learners:
+            fmt = self.params.layers[i].fmts.learning_rate
+            unscaled = self.params.learning_signal == "sdfa" and i != readout
+            value = self.lr if unscaled else self.lr / (batch * window)
+            plain = fmt.replace(rounding="nearest_even", overflow="saturate")
+            try:
+                plain.check_fits("train.lr / (batch * window) (quant.learning_rate)", value)
+            except ValueError as error:
+                raise InputError(str(error)) from None
+            code = int(plain.quantize(value))
+            if code == 0:
+                raise InputError(f"train.lr / (batch * window) = {value!r} quantizes to 0 in "
+                                 f"quant.learning_rate {fmt.describe_short()}")
+            out[i] = code
+        return out
+
+    def update_scale(self, index: int, batch: int, window: int) -> float:
+        """Factor from the integer accumulator (real units) to the float model's grad."""
+        readout = len(self.params.layers) - 1
+        if self.params.learning_signal == "sdfa" and index != readout:
+            return 1.0
+        return 1.0 / (batch * window)
+
+    def run(self, x, target=None, train: bool = False, log: bool = False, apply: bool = True) -> IntResult:
+        """One batch: inference, or S-TLLR training with the weight write (if ``apply``)."""
+        from stllr.learning import window_start
+
+        x = np.asarray(x)
+        batch, steps = x.shape[0], x.shape[1]
+        codes = self.quantize_input(x.reshape(batch, steps, -1))
+        params = self.params
+        start = window_start(steps, params.window) if train else steps
+        k = steps - start if train else (steps - window_start(steps, params.window))
+        etas = self.etas(batch, k) if train else {}
+        ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None)
+        state = initial_state(params, batch, self.lanes, traces=train)
+        target = None if target is None else np.asarray(target, np.int64)
+        ys, spikes = [], [[] for _ in params.layers[:-1]]
+        for t in range(steps):
+            ctx.t = t
+            state, records = int_step(params, state, codes[:, t], ctx)
+            ys.append(records[-1].output)
+            for store, record in zip(spikes, records[:-1]):
+                store.append(record.output)
+            if train and t >= start:
+                state = int_learn_step(params, state, records, target, ctx)
+                if params.update == "online" and apply:
+                    params, state = int_weight_write(params, state, etas, ctx)
+        if train and params.update == "batch" and apply:
+            params, state = int_weight_write(params, state, etas, ctx)
+        self.params, self.lanes = params, state.lanes
+        self.last_state = state
+        readout = np.stack(ys, 1)
+        win = window_start(steps, params.window)
+        prediction = readout[:, win:].sum(1).argmax(-1)
+        return IntResult(readout, [np.stack(s, 1) for s in spikes], prediction, etas, ctx.log)
+
+    def infer(self, x, log: bool = False) -> IntResult:
+        return self.run(x, train=False, log=log)
+
+    def train_batch(self, x, target, log: bool = False) -> IntResult:
+        return self.run(x, target, train=True, log=log)
+
+    # -- back to float ------------------------------------------------------------------
+    def to_float(self):
+        """A deep copy of the float network holding the integer weights' real values."""
+        import copy
+
+        import torch
+
+        net = copy.deepcopy(self.net)
+        with torch.no_grad():
+            for lp, layer in zip(self.params.layers, net.layers):
+                for tensor, fmt in (("weight", lp.fmts.weight), ("rec_weight", lp.fmts.weight),
+                                    ("bias", lp.fmts.bias)):
+                    codes = getattr(lp, tensor)
+                    if codes is not None:
+                        param = getattr(layer, tensor)
+                        param.copy_(torch.from_numpy(fmt.to_float(codes)).reshape(param.shape))
+        return net
+
+    def summary(self) -> str:
+        """Overflow table (saturate/wrap events per tensor) of everything run so far."""
+        return self.overflow.summary()
+
+
+def _check_widths(lp: IntLayerParams, learning) -> None:
+    """Every exact intermediate must stay within EXACT_BITS (int64 kernels, float64 emulation)."""
+    f, g, name = lp.fmts, lp.geometry, f"quant (layer {lp.index})"
+    log2 = lambda n: max(0, math.ceil(math.log2(max(n, 1))))  # noqa: E731
+    fan = g.taps + (g.n_out if lp.kind == "recurrent" else 0) + 1
+    frac0 = max(f.weight.frac + f.input.frac, f.bias.frac, f.weight.frac)
+    top = max(ib(f.weight) + ib(f.input), ib(f.bias))
+    check_exact(f"{name} synaptic current", top + frac0 + log2(fan))
+    frac1 = max(f.leak.frac + f.membrane.frac, f.current.frac)
+    check_exact(f"{name} beta*v + current", max(ib(f.leak) + ib(f.membrane), ib(f.current)) + 1 + frac1)
+    for trace, value_ib, value_frac in ((f.pre_trace, ib(f.input), f.input.frac), (f.post_trace, ib(f.psi), f.psi.frac)):
+        frac = max(f.decay.frac + trace.frac, value_frac)
+        check_exact(f"{name} trace update", max(ib(f.decay) + ib(trace), value_ib) + 1 + frac)
+    if lp.const.psi_kind == "triangle":  # slope * d with 0 <= d <= w
+        check_exact(f"{name} triangle Psi", f.psi_slope.bits + int(lp.const.psi_width).bit_length())
+    sig = f.error if lp.kind == "readout" else f.learning_signal
+    check_exact(f"{name} alpha*L", f.factor.bits + sig.bits)
+    check_exact(f"{name} modulation*post_trace", f.modulation.bits + max(f.psi.bits, f.post_trace.bits))
+    frac_e = f.modulation.frac + max(f.pre_trace.frac, f.input.frac)
+    check_exact(f"{name} eligibility", max(ib(f.modulation) + ib(f.pre_trace), ib(f.modulation) + ib(f.input))
+                + frac_e + 1 + log2(g.positions))
+    check_exact(f"{name} BP W^T g", f.weight.bits + max(f.learning_signal.bits, f.error.bits) + log2(g.n_out))
+    check_exact(f"{name} DFA B e", f.feedback.bits + f.error.bits + log2(64))
+    # the weight write is checked with the actual eta and accumulator values (int_weight_write)
+    check_exact(f"{name} update accumulator", f.update.bits + 1)

@@ -1,0 +1,305 @@
+"""Integer S-TLLR model: against the float model, overflow reporting, validation,
+exact operation counts, determinism across processes, and the YAML ``quant:`` schema."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from fixedpoint.config import QuantConfig
+from fixedpoint.network import IntNetwork
+from fixedpoint.overflow import FixedOverflowError
+from stllr.config import LearningConfig, NetworkConfig, parse_config
+from stllr.errors import InputError
+from stllr.learning import stllr_batch
+from stllr.network import SpikingNetwork
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wide_quant(frac: int, lut_shift: int = 4) -> QuantConfig:
+    """Wide formats: states with ``frac`` fraction bits (32-bit membrane/current/update),
+    Psi, post-trace, modulation and learning signal with 2 more, constants at 16 bits."""
+    g = frac + 2
+    return QuantConfig(
+        weight=f"s{frac + 6}.{frac}", bias=f"s32.{frac}", current=f"s32.{frac}", membrane=f"s32.{frac}",
+        leak="u16.16", decay="u17.16", factor="s16.12", pre_trace=f"u{frac + 8}.{frac}",
+        post_trace=f"u{g + 4}.{g}", psi=f"u{g + 1}.{g}", psi_slope=f"u{frac + 4}.{frac}",
+        error=f"s{frac + 6}.{frac}", learning_signal=f"s{g + 6}.{g}", modulation=f"s{g + 4}.{g}",
+        feedback=f"s{frac + 2}.{frac}", update=f"s32.{frac + 4}", learning_rate="u16.30",
+        psi_lut={"entries": 1 << (frac + 4 - lut_shift), "index_shift": lut_shift})
+
+
+def dense_net(psi: str, signal: str, seed: int = 1) -> SpikingNetwork:
+    torch.manual_seed(seed)
+    network = NetworkConfig(input_shape=[20], psi={"kind": psi}, layers=[
+        {"kind": "linear", "size": 30}, {"kind": "recurrent", "size": 20}, {"kind": "readout", "size": 4}])
+    return SpikingNetwork(network, LearningConfig(loss="mse", learning_signal=signal, window=5)).double()
+
+
+def errors_vs_float(net, quant, batch=8, steps=10, lr=1e-6):
+    """(spike agreement, max over tensors of max|dW_int - dW_float| / max|dW_float|)."""
+    rng = np.random.default_rng(0)
+    x = (rng.random((batch, steps, 20)) < 0.3).astype(np.float64)
+    y = rng.integers(0, 4, batch)
+    model = IntNetwork.from_float(net, quant, lr=lr)
+    result = model.run(x, y, train=True, apply=False)
+    stllr_batch(net, torch.from_numpy(x), torch.from_numpy(y))
+    spikes = net.spikes(torch.from_numpy(x))
+    agree = min(float((s.numpy() == r).mean()) for s, r in zip(spikes, result.spikes))
+    worst = 0.0
+    for i, lp in enumerate(model.params.layers):
+        for tensor in ("weight", "rec_weight", "bias"):
+            param = getattr(net.layers[i], tensor, None)
+            if param is None:
+                continue
+            acc = model.last_state.layers[i].acc[tensor]
+            dw = lp.fmts.update.to_float(acc) * model.update_scale(i, batch, 5)
+            grad = param.grad.numpy().reshape(dw.shape)
+            worst = max(worst, float(np.abs(dw - grad).max() / np.abs(grad).max()))
+    return agree, worst
+
+
+# ----------------------------------------------------------------------------- vs float
+
+
+@pytest.mark.parametrize("signal", ["bp", "dfa", "sdfa"])
+def test_wide_formats_match_float_triangle(signal):
+    agree, error = errors_vs_float(dense_net("triangle", signal), wide_quant(16))
+    assert agree >= 0.99
+    assert error < 1e-3
+
+
+def test_wide_formats_match_float_rational():
+    """Rational Psi (gamma 100) magnifies membrane rounding by up to 2 gamma: looser bound."""
+    agree, error = errors_vs_float(dense_net("rational", "bp"), wide_quant(16))
+    assert agree >= 0.99
+    assert error < 2e-2
+
+
+def test_error_shrinks_with_fraction_bits():
+    errors = [errors_vs_float(dense_net("triangle", "bp"), wide_quant(frac))[1] for frac in (8, 12, 16)]
+    assert errors[0] > errors[1] > errors[2]
+
+
+def test_to_float_round_trip_and_inference_matches_float_model():
+    net = dense_net("triangle", "bp")
+    model = IntNetwork.from_float(net, wide_quant(16))
+    back = model.to_float()
+    for a, b in zip(net.parameters(), back.parameters()):
+        assert float((a - b).abs().max().detach()) <= 2.0 ** -17
+    x = (np.random.default_rng(3).random((4, 8, 20)) < 0.3).astype(np.float64)
+    y_int = model.infer(x).readout * 2.0 ** -16
+    y_float = back(torch.from_numpy(x)).numpy()
+    assert np.abs(y_int - y_float).max() < 1e-3
+
+
+# ----------------------------------------------------------------------------- overflow
+
+
+def tiny(reset="soft", bias=False, kind="linear"):
+    network = NetworkConfig(input_shape=[3], neuron={"beta": 0.9, "theta": 0.6, "reset": reset},
+                            layers=[{"kind": kind, "size": 2, "bias": bias}, {"kind": "readout", "size": 2, "bias": bias}])
+    net = SpikingNetwork(network, LearningConfig(loss="mse", learning_signal="bp", window=2,
+                                                 factors={"lambda_post": 0.5, "alpha_post": -1.0})).double()
+    with torch.no_grad():
+        net.layers[0].weight.fill_(0.5)
+        net.layers[1].weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.5]]))
+    return net
+
+
+X_TINY = np.array([[[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])  # (B=1, T=2, 3)
+
+
+def test_saturate_and_wrap_are_counted():
+    for policy in ("saturate", "wrap"):
+        model = IntNetwork.from_float(tiny(), QuantConfig(input="u1.0", membrane=f"s6.4 nearest_even {policy}"))
+        model.infer(np.ones((1, 4, 3)) * 1.0)
+        assert model.overflow.events("layer0.membrane") > 0
+        assert "layer0.membrane" in model.summary()
+
+
+def test_raise_names_layer_tensor_step_index():
+    model = IntNetwork.from_float(tiny(), QuantConfig(input="u1.0", membrane="s6.4 nearest_even raise"))
+    with pytest.raises(FixedOverflowError, match=r"overflow in layer0\.membrane at step 1, index \(0, 0\): "
+                                                 r"value 37 outside s6\.4 \[-32, 31\]"):
+        model.infer(np.ones((1, 4, 3)))
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize("fields, fragment", [
+    ({"membrane": "u16.10"}, "membrane\n  Value error, u16.10 must be signed"),
+    ({"layers": {1: {"update": "u16.10"}}}, "layers.1.update\n  Value error, u16.10 must be signed"),
+    ({"membrane": "s16.10 stochastic"}, "membrane\n  Value error, stochastic rounding is only supported for the weight write"),
+    ({"weight": "s8.6 sometimes"}, "weight"),
+    ({"weight": "s40.6"}, "bits = 40"),
+    ({"psi_lut": {"entries": 1}}, "psi_lut.entries"),
+    ({"layers": {0: {"membran": "s16.10"}}}, "membran"),
+])
+def test_quant_schema_errors_name_the_field(fields, fragment):
+    with pytest.raises(ValidationError, match=fragment.replace(".", r"\.").replace("(", r"\(")):
+        QuantConfig(**fields)
+
+
+@pytest.mark.parametrize("network_fields, quant, fragment", [
+    ({"neuron": {"theta": 20.0}}, {"membrane": "s8.4"}, r"network.layers.0.theta \(quant.membrane\) = 20.0 does not fit s8.4"),
+    ({"neuron": {"beta": 0.01}}, {"leak": "u4.4"}, r"network.layers.0.beta \(quant.leak\) = 0.01 quantizes to 0"),
+    ({"neuron": {"beta": 0.99}}, {"leak": "u4.4"}, r"beta \(quant.leak\) = 0.99 does not fit u4.4"),
+    ({"neuron": {"theta": 0.01}}, {"membrane": "s16.4"}, r"theta \(quant.membrane\) = 0.01 quantizes to 0"),
+    ({"neuron": {"beta": 0.99}}, {"decay": "u5.3"}, r"lambda_pre .* = 0.99 quantizes to 1.0 >= 1 in u5.3"),
+    ({}, {"factor": "s4.1"}, r"alpha_post .* = -0.2 quantizes to 0"),
+    ({"psi": {"kind": "triangle", "scale": 4.0}}, {}, r"psi.scale \(quant.psi\) = 4.0 does not fit u8.7"),
+    ({"neuron": {"beta": 0.9}}, {"leak_mode": "shift"}, r"leak_mode shift needs beta = 1 - 2\*\*-n"),
+    ({}, {"layers": {5: {"weight": "s8.6"}}}, r"quant.layers.5: no such layer"),
+    ({}, {"membrane": "s32.30", "leak": "u30.30"}, r"beta\*v \+ current: intermediate needs \d+ bits"),
+])
+def test_constant_validation_names_the_field(network_fields, quant, fragment):
+    network = {"input_shape": [3], "layers": [{"kind": "linear", "size": 2}, {"kind": "readout", "size": 2}],
+               **network_fields}
+    net = SpikingNetwork(NetworkConfig(**network), LearningConfig(loss="mse")).double()
+    with pytest.raises(InputError, match=fragment) as info:
+        IntNetwork.from_float(net, QuantConfig(**quant))
+    assert "\n" not in str(info.value)
+
+
+def test_ce_loss_and_bptt_rejected_with_one_line():
+    net = SpikingNetwork(NetworkConfig(input_shape=[3], layers=[{"kind": "readout", "size": 2}]), LearningConfig())
+    with pytest.raises(InputError, match="learning.loss: the integer model implements 'mse' only"):
+        IntNetwork.from_float(net)
+
+
+def test_learning_rate_that_does_not_fit_is_an_input_error():
+    model = IntNetwork.from_float(tiny(), QuantConfig(input="u1.0", learning_rate="u8.20"), lr=1.0)
+    with pytest.raises(InputError, match=r"train.lr / \(batch \* window\) \(quant.learning_rate\)"):
+        model.train_batch(X_TINY, np.array([0]))
+
+
+def test_yaml_quant_section_round_trips_through_parse_config():
+    base = {"network": {"input_shape": [3], "layers": [{"kind": "linear", "size": 2}, {"kind": "readout", "size": 2}]},
+            "data": {"kind": "digits", "num_steps": 4}}
+    quant = {"membrane": "s16.8", "weight": {"signed": True, "bits": 8, "frac": 6, "rounding": "stochastic"},
+             "psi_lut": {"entries": 32, "index_shift": 2}, "layers": [None, {"membrane": "s16.9"}]}
+    q = QuantConfig(**quant)
+    assert q.layers[1].membrane.describe_short() == "s16.9" and 0 not in q.layers
+    assert QuantConfig(**q.model_dump(mode="json")) == q
+    assert parse_config(base).quant is None
+    assert parse_config({**base, "quant": quant}).quant == q
+    with pytest.raises(InputError, match=r"^quant\.membrane: .*must be signed"):
+        parse_config({**base, "quant": {"membrane": "u16.8"}})
+
+
+# ----------------------------------------------------------------------------- counters
+
+
+def test_hand_computed_counts_inference():
+    """layer0: 3 binary inputs -> 2 neurons, W = 0.5 everywhere, no bias, theta 0.6, beta 0.9.
+
+    t0: inputs {0, 2} active -> 2 events x 2 outputs = 4 syn_adds; u = 1.0 -> both spike.
+    t1: input {1} active -> 2 syn_adds; u = 0.9*0.4 + 0.5 = 0.86 -> both spike.
+    readout: 2 spikes at each step -> 2 events x 2 outputs = 4 syn_adds per step.
+    """
+    model = IntNetwork.from_float(tiny(), QuantConfig(input="u1.0"))
+    result = model.infer(X_TINY)
+    assert result.spikes[0].tolist() == [[[1, 1], [1, 1]]]
+    ops = model.ops
+    assert ops.get("layer0", "forward", "syn_add") == 6
+    assert ops.get("layer0", "forward", "read", tensor="weight") == 6
+    assert ops.get("layer0", "forward", "mul", "12x16") == 4  # beta * v, 2 neurons x 2 steps
+    assert ops.get("layer0", "forward", "cmp", "16") == 4
+    assert ops.get("layer0", "forward", "add", "16") == 4 + 4  # u = leak + current; soft reset x 4 spikes
+    assert ops.get("layer0", "forward", "read", tensor="membrane") == 4
+    assert ops.get("layer0", "forward", "write", tensor="membrane") == 4
+    assert ops.get("layer1", "forward", "syn_add", "32") == 8
+    assert ops.get("layer1", "forward", "read", "8", "weight") == 8
+    assert ops.get("layer1", "forward", "cmp") == 0  # the readout has no threshold
+    assert ops.get(phase="traces") == 0  # inference keeps no traces
+    assert ops.get(phase="accumulate") == 0
+
+
+def test_hand_computed_counts_training():
+    """Same network, window k = 2, BP; readout target 0; alpha_post = -1; lambda_post 0.5."""
+    model = IntNetwork.from_float(tiny(), QuantConfig(input="u1.0"), lr=2.0 ** -10)
+    model.train_batch(X_TINY, np.array([0]))
+    ops = model.ops
+    # readout y = [1, 0.5] then [1.9, 0.95] (s16.10: 0.9 * 1.0 rounds to 922/1024); target 0
+    # -> error [0, 0.5] at t0, [0.9, 0.95] at t1: 1 + 2 non-zero entries
+    # pre-trace of layer0: lambda_pre = beta = 0.9 is a true multiply, 3 inputs x 2 steps;
+    # one add per active input (2 + 1); Psi is 0 everywhere (z >= 0.26, rational LUT in u8.7),
+    # so the post-trace adds nothing and no causal product of layer0 runs
+    assert ops.get("layer0", "traces", "mul", "12x16") == 6
+    assert ops.get("layer0", "traces", "add", "16") == 3
+    assert ops.get("layer0", "traces", "shift", "16") == 4  # lambda_post = 0.5 is a shift
+    assert ops.get("layer0", "traces", "lut", "8", "psi_lut") == 4  # one read per neuron per step
+    assert ops.get("layer0", "eligibility_causal", "mac") == 0
+    assert ops.get("layer0", "eligibility_noncausal", "add") == 0  # p[t-1] = 0
+    assert ops.get("layer1", "learning_signal", "add") == 2  # y - onehot: one subtract per step
+    # BP: W_out^T error over the non-zero error entries (1 + 2) x 2 hidden neurons
+    assert ops.get("layer0", "learning_signal", "mac", "8x16") == 6
+    # readout: m = alpha_pre * L non-zero for 1 + 2 classes, q non-zero for both inputs
+    assert ops.get("layer1", "eligibility_causal", "mac", "16x16") == 6
+    assert ops.get("layer1", "accumulate", "add", "32") == 6
+    # weight write: every weight once (lr / (B k) = 2**-11 is a power of two: a shift)
+    assert ops.get("layer0", "weight_write", "shift") == 6
+    assert ops.get("layer1", "weight_write", "shift") == 4
+    assert ops.get("layer0", "weight_write", "write", tensor="weight") == 6
+    assert ops.get(kind="rng") == 0  # nearest_even weight write needs no random bits
+
+
+def test_counts_are_event_driven():
+    model = IntNetwork.from_float(tiny(), QuantConfig(input="u1.0"))
+    model.infer(np.zeros((2, 3, 3)))
+    assert model.ops.get(kind="syn_add") == 0
+    assert model.ops.get("layer0", "forward", "cmp") == 2 * 3 * 2
+
+
+# ----------------------------------------------------------------------------- determinism
+
+
+SCRIPT = textwrap.dedent("""
+    import hashlib, numpy as np, torch
+    from stllr.config import LearningConfig, NetworkConfig
+    from stllr.network import SpikingNetwork
+    from fixedpoint.config import QuantConfig
+    from fixedpoint.network import IntNetwork
+    torch.manual_seed(5)
+    net = SpikingNetwork(NetworkConfig(input_shape=[1, 5, 5], layers=[
+        {"kind": "conv2d", "channels": 2, "kernel": 3, "padding": 1},
+        {"kind": "recurrent", "size": 5}, {"kind": "readout", "size": 3}]),
+        LearningConfig(loss="mse", learning_signal="dfa", window=3)).double()
+    model = IntNetwork.from_float(net, QuantConfig(weight="s8.6 stochastic", bias="s16.10 stochastic", seed=7),
+                                  lr=2.0 ** -9)
+    x = (np.random.default_rng(2).random((2, 6, 1, 5, 5)) < 0.4).astype(np.float64)
+    for _ in range(2):
+        model.train_batch(x, np.array([0, 2]))
+    h = hashlib.sha256()
+    for lp in model.params.layers:
+        for t in (lp.weight, lp.rec_weight, lp.bias):
+            if t is not None:
+                h.update(np.ascontiguousarray(t, dtype=np.int64).tobytes())
+    h.update(model.lanes.tobytes())
+    print(h.hexdigest())
+""")
+
+
+def test_same_bits_in_a_fresh_process():
+    namespace: dict = {}
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(SCRIPT, "<determinism>", "exec"), namespace)  # noqa: S102 - our own script
+    here = out.getvalue().strip()
+    there = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert there.stdout.strip() == here
+    assert len(here) == 64 and hashlib.sha256(b"").hexdigest() != here
