@@ -25,6 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fixedpoint.config import QuantConfig
+from hwmodel.config import ActivityRates, HardwareConfig
 from stllr.data.config import DataConfig
 from stllr.errors import InputError
 
@@ -165,6 +166,8 @@ class Config(_Strict):
     train: TrainConfig = TrainConfig()
     data: DataConfig
     quant: QuantConfig | None = None  # formats of the integer model (fixedpoint/config.py)
+    hardware: HardwareConfig | None = None  # target hardware of the cost model (hwmodel/config.py)
+    activity: ActivityRates | None = None  # expected spike rates for the cost model (hwmodel/config.py)
 
 
 # ---------------------------------------------------------------------------- shapes

@@ -1,0 +1,319 @@
+"""The ``hardware:`` and ``activity:`` sections, and loading one estimate's inputs.
+
+A model file is a normal config (network / learning / train / data / quant, validated by
+:func:`stllr.config.parse_config`) that may add two sections read only here::
+
+    hardware:                    # optional; or --hw FILE with a top-level hardware: section
+      clock_mhz: 200             # datapath clock
+      lanes: 64                  # arithmetic units, one operation per lane per cycle
+      samples_in_flight: 1       # samples whose state is held at once (state memory x this)
+      energy:                    # pJ per operation, one entry per compute kind (see energy.py)
+        source: "..."
+        ops: {add: {rule: linear, anchors: {8: 0.03, 32: 0.1}}, ...}
+      sram: {anchors_kb: {8: 10, 32: 20, 1024: 100}, anchor_bits: 64}
+      dram_pj_per_bit: 20
+      register_pj_per_bit: 0.00375
+      memories:                  # name -> kind (sram | dram | registers), size, port width
+        sram_weights: {kind: sram}               # size_kb: null = sized to its contents
+        sram_state:   {kind: sram, size_kb: 256, word_bits: 64, ports: 1}
+      placement:                 # tensor name -> memory; 'default' for the rest
+        weight: sram_weights
+        default: sram_state
+
+    activity:                    # optional expected activity (rates mode); --activity FILE
+      input: 0.1                 # fraction of non-zero first-layer inputs per step
+      default: {output: 0.1}     # per-layer defaults
+      layers: {0: {output: 0.05, psi: 0.8}}
+
+``hardware.energy`` given in a file replaces the default table as a whole: every compute
+kind the estimate needs must be there (a missing one is an error naming it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hwmodel.energy import (
+    DEFAULT_ENERGY,
+    DRAM_PJ_PER_BIT,
+    REGISTER_PJ_PER_BIT,
+    SRAM_ANCHOR_BITS,
+    SRAM_ANCHORS_KB,
+    parse_width,
+)
+from stllr.errors import InputError
+
+Positive = Annotated[float, Field(gt=0.0)]
+Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------------------ energy
+
+
+class OpEnergy(_Strict):
+    """Energy of one compute kind: a rule (see hwmodel.energy) and its data."""
+
+    rule: Literal["linear", "product", "mac", "fixed"]
+    anchors: dict[int, Positive] | None = None  # width (bits) -> pJ; product: n means n x n
+    pj: Annotated[float, Field(ge=0.0)] | None = None  # fixed
+    table: dict[str, Annotated[float, Field(ge=0.0)]] = {}  # explicit width string -> pJ
+
+    @model_validator(mode="after")
+    def _check(self) -> "OpEnergy":
+        if self.rule in ("linear", "product") and not self.anchors:
+            raise ValueError(f"rule {self.rule} needs anchors (width -> pJ)")
+        if self.anchors and min(self.anchors) <= 0:
+            raise ValueError("anchors: widths must be positive")
+        if self.rule == "fixed" and self.pj is None:
+            raise ValueError("rule fixed needs pj")
+        for width in self.table:
+            parse_width(width)
+        return self
+
+
+class EnergyTable(_Strict):
+    source: str = ""
+    ops: dict[str, OpEnergy]
+    fp32: dict[Literal["add", "mul"], Positive] = {}
+
+
+class SramModel(_Strict):
+    """Energy per access of ``anchor_bits`` at the anchor bank sizes (KB)."""
+
+    anchors_kb: Annotated[dict[Positive, Positive], Field(min_length=1)] = dict(SRAM_ANCHORS_KB)
+    anchor_bits: Annotated[int, Field(gt=0)] = SRAM_ANCHOR_BITS
+
+
+class Memory(_Strict):
+    kind: Literal["sram", "dram", "registers"]
+    size_kb: Positive | None = None  # sram: None = sized to the tensors placed in it
+    word_bits: Annotated[int, Field(gt=0)] = 64  # bits per port per cycle
+    ports: Annotated[int, Field(gt=0)] = 1
+
+
+DEFAULT_MEMORIES = {
+    "registers": {"kind": "registers"},
+    "sram_weights": {"kind": "sram"},
+    "sram_state": {"kind": "sram"},
+    "sram_activations": {"kind": "sram"},
+    "dram": {"kind": "dram"},
+}
+
+#: Where each stored tensor lives by default (tensor names of fixedpoint's counters,
+#: plus the parameters and BPTT's per-step activations).
+DEFAULT_PLACEMENT = {
+    "weight": "sram_weights",
+    "rec_weight": "sram_weights",
+    "bias": "sram_weights",
+    "feedback": "sram_weights",
+    "update": "sram_weights",
+    "rec_update": "sram_weights",
+    "bias_update": "sram_weights",
+    "psi_lut": "registers",
+    "membrane": "sram_state",
+    "prev_spikes": "sram_state",
+    "pre_trace": "sram_state",
+    "post_trace": "sram_state",
+    "bias_trace": "registers",
+    "rec_pre_trace": "sram_state",
+    "bptt_grad": "sram_state",
+    "bptt_input": "sram_activations",
+    "bptt_membrane": "sram_activations",
+    "bptt_spikes": "sram_activations",
+    "default": "sram_state",
+}
+
+
+class HardwareConfig(_Strict):
+    name: str = "45 nm edge learner (default)"
+    clock_mhz: Positive = 200.0
+    lanes: Annotated[int, Field(gt=0)] = 64
+    samples_in_flight: Annotated[int, Field(gt=0)] = 1
+    energy: EnergyTable = EnergyTable.model_validate(DEFAULT_ENERGY)
+    sram: SramModel = SramModel()
+    dram_pj_per_bit: Positive = DRAM_PJ_PER_BIT
+    register_pj_per_bit: Positive = REGISTER_PJ_PER_BIT
+    memories: dict[str, Memory] = {k: Memory(**v) for k, v in DEFAULT_MEMORIES.items()}
+    placement: dict[str, str] = dict(DEFAULT_PLACEMENT)
+
+    @model_validator(mode="after")
+    def _check_placement(self) -> "HardwareConfig":
+        for tensor, memory in self.placement.items():
+            if memory not in self.memories:
+                raise ValueError(f"placement.{tensor}: unknown memory {memory!r} "
+                                 f"(memories: {', '.join(sorted(self.memories))})")
+        return self
+
+    def memory_of(self, tensor: str) -> str:
+        name = self.placement.get(tensor, self.placement.get("default"))
+        if name is None:
+            raise InputError(f"hardware.placement.{tensor}: no memory for this tensor (name it or add a default)")
+        return name
+
+
+# ---------------------------------------------------------------------------- activity
+
+
+class LayerActivity(_Strict):
+    """Expected activity of one layer (fractions of elements that are non-zero per step).
+
+    output: spike rate of a spiking layer (its next layer's input rate);
+    psi: non-zero Psi; signal: non-zero learning signal L (S-TLLR) and delta (BPTT);
+    pre_trace / post_trace: non-zero traces.
+    """
+
+    output: Rate | None = None
+    psi: Rate | None = None
+    signal: Rate | None = None
+    pre_trace: Rate | None = None
+    post_trace: Rate | None = None
+
+
+DEFAULT_LAYER_ACTIVITY = {"output": 0.1, "psi": 1.0, "signal": 1.0, "pre_trace": 1.0, "post_trace": 1.0}
+
+
+class ActivityRates(_Strict):
+    input: Rate = 0.1
+    default: LayerActivity = LayerActivity()
+    layers: dict[int, LayerActivity] = {}
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def _list_to_dict(cls, value):
+        if isinstance(value, list):
+            return {i: v for i, v in enumerate(value) if v is not None}
+        return value
+
+    def layer(self, index: int) -> dict[str, float]:
+        """Effective rates of layer ``index``: layer entry, then default, then built-in."""
+        out = dict(DEFAULT_LAYER_ACTIVITY)
+        for source in (self.default, self.layers.get(index)):
+            if source is not None:
+                out.update({k: v for k, v in source.model_dump().items() if v is not None})
+        return out
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def _first_error(error: ValidationError, prefix: str) -> str:
+    """First pydantic error as ``prefix.dotted.field: message`` (one line)."""
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].replace("\n", " ")
+    message = message.removeprefix("Value error, ")
+    return f"{prefix}.{location}: {message}" if location else f"{prefix}: {message}"
+
+
+def parse_hardware(data, source: str) -> HardwareConfig:
+    if data is None:
+        return HardwareConfig()
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: hardware: must be a mapping")
+    try:
+        return HardwareConfig.model_validate(data)
+    except ValidationError as error:
+        raise InputError(f"{source}: {_first_error(error, 'hardware')}") from None
+
+
+def parse_activity_rates(data, source: str) -> ActivityRates | None:
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: activity: must be a mapping")
+    try:
+        return ActivityRates.model_validate(data)
+    except ValidationError as error:
+        raise InputError(f"{source}: {_first_error(error, 'activity')}") from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}:{where} not valid YAML") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: top level must be a mapping")
+    return data
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """Everything one estimate reads: the validated config, hardware and activity rates."""
+
+    config: object  # stllr.config.Config
+    quant: object  # fixedpoint.config.QuantConfig (config.quant or the defaults)
+    hardware: HardwareConfig
+    rates: ActivityRates | None
+    steps: int
+    source: str
+
+
+def load_inputs(path: str | Path, hw_path: str | Path | None = None, steps: int | None = None) -> ModelInputs:
+    """Read a model file (plus an optional hardware file); one-line InputError on bad input."""
+    from fixedpoint.config import QuantConfig, check_layer_indices
+    from stllr.config import parse_config
+
+    path = Path(path)
+    data = dict(read_yaml(path))
+    hardware_data = data.pop("hardware", None)
+    rates_data = data.pop("activity", None)
+    config = parse_config(data, str(path), base_dir=path.parent)
+    source = str(path)
+    if hw_path is not None:
+        hw = read_yaml(hw_path)
+        if "hardware" not in hw or set(hw) != {"hardware"}:
+            raise InputError(f"{hw_path}: expected exactly one top-level 'hardware:' section")
+        hardware_data, source_hw = hw["hardware"], str(hw_path)
+    else:
+        source_hw = source
+    hardware = parse_hardware(hardware_data, source_hw)
+    rates = parse_activity_rates(rates_data, source)
+    quant = config.quant or QuantConfig()
+    check_layer_indices(config.network, quant)
+    if rates is not None:
+        for index in rates.layers:
+            if index >= len(config.network.layers):
+                raise InputError(f"{source}: activity.layers.{index}: no such layer "
+                                 f"(network has {len(config.network.layers)})")
+            if config.network.layers[index].kind == "readout" and rates.layers[index].output is not None:
+                raise InputError(f"{source}: activity.layers.{index}.output: the readout does not spike")
+    if steps is None:
+        steps = config.data.num_steps
+        if steps is None:
+            raise InputError(f"{source}: data.num_steps: not set; give the number of steps with --steps T")
+    if steps <= 0:
+        raise InputError(f"--steps: T must be > 0, got {steps}")
+    window = config.learning.window
+    if window is not None and window > steps:
+        raise InputError(f"{source}: learning.window: k = {window} exceeds the number of steps T = {steps}")
+    return ModelInputs(config, quant, hardware, rates, steps, source)
+
+
+def fingerprint(config, quant) -> str:
+    """sha256 of the canonical JSON of the network and quant sections (activity files carry it)."""
+    import hashlib
+    import json
+
+    payload = {"network": config.network.model_dump(mode="json"), "quant": quant.model_dump(mode="json")}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def window_of(config, steps: int) -> int:
+    """k: the learning window (learning.window, or T when null)."""
+    return steps if config.learning.window is None else config.learning.window
