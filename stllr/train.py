@@ -125,6 +125,9 @@ def run_epoch(net: SpikingNetwork, optimizer, dataset: EventDataset, config: Con
         total_loss += result.loss * len(y)
         correct += result.correct
         seen += len(y)
+        # Drop this batch before the iterator copies the next one: otherwise two
+        # (B, T, ...) input batches are alive at once and the epoch peak grows with T.
+        del x, y, x_t, y_t
     return EpochStats(total_loss / seen, correct / seen)
 
 
