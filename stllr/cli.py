@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--checkpoint", required=True)
     evaluate.add_argument("--config", required=True)
     evaluate.set_defaults(handler=_eval)
+    from fixedpoint.cli import add_int_commands  # int-train, int-eval (integer model)
+
+    add_int_commands(commands)
     return parser
 
 

@@ -1,0 +1,422 @@
+"""On-chip training of the integer model: epochs of S-TLLR with SGD, metrics, atomic
+integer checkpoints, resume with identical bits.
+
+Output directory layout (``stllr int-train --out OUT``)::
+
+    OUT/checkpoint.npz  integer state: every weight/bias/feedback code (int64, its format
+                        beside it), the xorshift32 lanes, the epoch, the config, the
+                        metrics and the counters so far (written atomically each epoch)
+    OUT/metrics.json    per-epoch train/test loss and accuracy, final test accuracy,
+                        overflow events per tensor, op-count summary, wall time
+    OUT/config.yaml     the validated config of the run
+
+The data pipeline is the float loop's (:func:`stllr.data.load_data`,
+:func:`stllr.data.iterate_batches` with the (seed, epoch) order), the initial float
+weights are the float loop's (``torch.manual_seed(train.seed)``), quantized by
+:meth:`fixedpoint.network.IntNetwork.from_float`; or, with ``from_checkpoint``, the
+weights of a float ``checkpoint.pt`` (fine-tuning on chip). Everything after that is
+integer: :meth:`IntNetwork.train_batch` per batch (eta = lr / (B k), see
+docs/int_training.md) and :meth:`IntNetwork.infer` for the test accuracy.
+
+Resume: the integer state is the weight codes plus the lanes (accumulators are zero
+between batches), and each epoch's batch order depends on (seed, epoch) only, so a run
+resumed from the checkpoint of epoch e ends with the same bits as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import time
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from stllr.errors import InputError
+
+CHECKPOINT = "checkpoint.npz"
+METRICS = "metrics.json"
+FORMAT_VERSION = 1
+_TENSORS = ("weight", "rec_weight", "bias", "feedback")
+
+
+def _quiet(line: str) -> None:
+    return None
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+def check_int_config(config) -> None:
+    """What the integer trainer needs beyond the schema: SGD (the loss/rule checks are
+    :func:`fixedpoint.config.check_learning`, run by ``IntNetwork.from_float``)."""
+    if config.train.optimizer != "sgd":
+        raise InputError(f"train.optimizer = {config.train.optimizer!r}: the integer model trains with plain SGD "
+                         "(W <- W - eta dW); set train.optimizer: sgd")
+
+
+def quant_of(config):
+    """The ``quant:`` section, or the defaults of :class:`QuantConfig` when absent."""
+    from fixedpoint.config import QuantConfig
+
+    return config.quant if config.quant is not None else QuantConfig()
+
+
+def build_int_network(config, from_checkpoint: Path | None = None):
+    """The float network of the float loop (same seed), optionally loaded from a float
+    checkpoint, quantized into an :class:`IntNetwork`. Raises InputError naming fields."""
+    from fixedpoint.network import IntNetwork
+    from stllr.train import build_network, load_checkpoint
+
+    net = build_network(config).double()
+    if from_checkpoint is not None:
+        checkpoint = load_checkpoint(Path(from_checkpoint), config)
+        try:
+            net.load_state_dict(checkpoint["model"])
+        except RuntimeError:
+            raise InputError(f"{from_checkpoint}: weights do not fit the network of the config") from None
+    return IntNetwork.from_float(net, quant_of(config), lr=config.train.lr)
+
+
+def check_learning_rates(model, config, num_samples: int, num_steps: int) -> None:
+    """eta = lr / (B k) must fit quant.learning_rate for every batch size the epoch uses."""
+    from stllr.learning import window_start
+
+    k = num_steps - window_start(num_steps, config.learning.window)
+    batch = config.train.batch_size
+    sizes = {min(batch, num_samples)}
+    if num_samples % batch:
+        sizes.add(num_samples % batch)
+    for size in sorted(sizes):
+        model.etas(size, k)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def _float_window_loss(result, target: np.ndarray, model, num_steps: int) -> float:
+    """The float loop's objective on the integer readout (reporting only): per sample the
+    mean over the window of 0.5 ||y[t] - onehot||^2, summed over the batch."""
+    from stllr.learning import window_start
+
+    start = window_start(num_steps, model.params.window)
+    fmt = model.params.layers[-1].fmts.membrane
+    y = fmt.to_float(result.readout[:, start:])  # (B, k, classes)
+    onehot = np.zeros((y.shape[0], y.shape[-1]))
+    onehot[np.arange(y.shape[0]), target] = 1.0
+    return float((0.5 * ((y - onehot[:, None, :]) ** 2).sum(-1)).mean(1).sum())
+
+
+def state_arrays(model) -> dict[str, np.ndarray]:
+    """Every stored integer of the model: ``layer<i>.<tensor>`` codes and ``lanes``."""
+    arrays = {}
+    for lp in model.params.layers:
+        for tensor in _TENSORS:
+            value = getattr(lp, tensor)
+            if value is not None:
+                arrays[f"{lp.name}.{tensor}"] = np.ascontiguousarray(value, dtype=np.int64)
+    arrays["lanes"] = np.ascontiguousarray(model.lanes, dtype=np.uint32)
+    return arrays
+
+
+def state_formats(model) -> dict[str, str]:
+    out = {}
+    for lp in model.params.layers:
+        fmts = {"weight": lp.fmts.weight, "rec_weight": lp.fmts.weight, "bias": lp.fmts.bias,
+                "feedback": lp.fmts.feedback}
+        for tensor in _TENSORS:
+            if getattr(lp, tensor) is not None:
+                out[f"{lp.name}.{tensor}"] = fmts[tensor].describe()
+    return out
+
+
+def _counters_to_json(overflow, ops) -> dict:
+    return {"overflow": [list(row) for row in overflow.rows()], "ops": [list(row) for row in ops.rows()]}
+
+
+def _counters_from_json(data: dict):
+    from fixedpoint.counters import OpCounter
+    from fixedpoint.formats import FixedFormat
+    from fixedpoint.overflow import OverflowCounter
+
+    overflow, ops = OverflowCounter(), OpCounter()
+    for name, text, events, elements in data["overflow"]:
+        overflow.record(name, FixedFormat.parse(text), events=int(events), elements=int(elements))
+    for layer, phase, kind, width, tensor, count in data["ops"]:
+        ops.add(layer, phase, kind, width, int(count), tensor)
+    return overflow, ops
+
+
+def _json_array(value) -> np.ndarray:
+    return np.array(json.dumps(value, sort_keys=True))
+
+
+def save_int_checkpoint(path: Path, model, epoch: int, metrics: dict, config, counters: dict) -> None:
+    """Atomic npz: integer arrays, their formats, epoch, config, metrics, counters."""
+    from stllr.config import config_to_dict
+    from stllr.train import atomic_write_bytes
+
+    payload = dict(state_arrays(model))
+    payload["epoch"] = np.array(epoch, np.int64)
+    payload["version"] = np.array(FORMAT_VERSION, np.int64)
+    payload["formats"] = _json_array(state_formats(model))
+    payload["config"] = _json_array(config_to_dict(config))
+    payload["metrics"] = _json_array(metrics)
+    payload["counters"] = _json_array(counters)
+    buffer = io.BytesIO()
+    np.savez(buffer, **payload)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def load_int_checkpoint(path: Path, config=None) -> dict:
+    """Read an integer checkpoint; with ``config``, check it is for the same network and
+    formats. Returns {"arrays", "formats", "epoch", "config", "metrics", "counters"}."""
+    from stllr.config import config_to_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: checkpoint not found")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            contents = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise InputError(f"{path}: not a readable integer checkpoint ({type(error).__name__})") from None
+    required = ("epoch", "version", "formats", "config", "metrics", "counters", "lanes")
+    missing = [key for key in required if key not in contents]
+    if missing:
+        raise InputError(f"{path}: not an integer (int-train) checkpoint (missing {', '.join(missing)})")
+    try:
+        loaded = {key: json.loads(str(contents[key])) for key in ("formats", "config", "metrics", "counters")}
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: damaged integer checkpoint (unreadable metadata)") from None
+    if int(contents["version"]) != FORMAT_VERSION:
+        raise InputError(f"{path}: checkpoint format version {int(contents['version'])}, expected {FORMAT_VERSION}")
+    if config is not None:
+        mine = config_to_dict(config)
+        if loaded["config"]["network"] != mine["network"]:
+            raise InputError(f"{path}: checkpoint was trained for a different network than the config's 'network'")
+    arrays = {key: value for key, value in contents.items() if key not in required or key == "lanes"}
+    return {"arrays": arrays, "formats": loaded["formats"], "epoch": int(contents["epoch"]),
+            "config": loaded["config"], "metrics": loaded["metrics"], "counters": loaded["counters"]}
+
+
+def restore_state(model, checkpoint: dict, source: str) -> None:
+    """Put the checkpoint's codes and lanes into ``model`` (built from the same config).
+
+    Every tensor must exist with the same shape and format and lie inside its format's
+    range; otherwise InputError names the tensor."""
+    arrays, formats = checkpoint["arrays"], checkpoint["formats"]
+    wanted = state_formats(model)
+    extra = sorted(set(formats) - set(wanted))
+    if extra:
+        raise InputError(f"{source}: tensor {extra[0]} is not in the config's network")
+    layers = []
+    for lp in model.params.layers:
+        changes = {}
+        for tensor in _TENSORS:
+            name = f"{lp.name}.{tensor}"
+            current = getattr(lp, tensor)
+            if current is None:
+                continue
+            if name not in arrays or name not in formats:
+                raise InputError(f"{source}: tensor {name} missing")
+            if formats[name] != wanted[name]:
+                raise InputError(f"{source}: {name} is stored as {formats[name]} but the config's quant gives "
+                                 f"{wanted[name]}")
+            value = arrays[name]
+            if value.dtype != np.int64 or value.shape != current.shape:
+                raise InputError(f"{source}: {name} has shape {list(value.shape)} ({value.dtype}), "
+                                 f"expected {list(current.shape)} (int64)")
+            fmt = {"weight": lp.fmts.weight, "rec_weight": lp.fmts.weight, "bias": lp.fmts.bias,
+                   "feedback": lp.fmts.feedback}[tensor]
+            if value.size and (int(value.min()) < fmt.min_int or int(value.max()) > fmt.max_int):
+                raise InputError(f"{source}: {name} holds codes outside {fmt.describe_short()}")
+            changes[tensor] = value.copy()
+        layers.append(replace(lp, **changes))
+    lanes = arrays["lanes"]
+    if lanes.dtype != np.uint32 or lanes.shape != model.lanes.shape or (lanes.size and not lanes.all()):
+        raise InputError(f"{source}: lanes must be {model.lanes.size} non-zero uint32 states")
+    model.params = replace(model.params, layers=tuple(layers))
+    model.lanes = lanes.copy()
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def run_int_epoch(model, dataset, config, epoch: int) -> tuple[float, float]:
+    """One epoch of on-chip training in the float loop's (seed, epoch) batch order.
+    Returns (mean loss, accuracy) over the epoch (the readout before each write)."""
+    from stllr.data import iterate_batches
+
+    total_loss, correct = 0.0, 0
+    for x, y in iterate_batches(dataset, config.train.batch_size, shuffle=True, seed=config.train.seed,
+                                epoch=epoch):
+        result = model.train_batch(x, y)
+        correct += int((result.prediction == y).sum())
+        total_loss += _float_window_loss(result, y, model, dataset.num_steps)
+    return total_loss / dataset.num_samples, correct / dataset.num_samples
+
+
+def evaluate_int(model, dataset, batch_size: int = 256):
+    """Integer inference over ``dataset`` with fresh counters (the model's are restored).
+
+    Returns (loss, accuracy, overflow counter, op counter) of this evaluation alone."""
+    from fixedpoint.counters import OpCounter
+    from fixedpoint.overflow import OverflowCounter
+    from stllr.data import iterate_batches
+
+    saved = model.overflow, model.ops
+    model.overflow, model.ops = OverflowCounter(), OpCounter()
+    total_loss, correct = 0.0, 0
+    try:
+        for x, y in iterate_batches(dataset, batch_size, shuffle=False, seed=0, epoch=0):
+            result = model.infer(x)
+            correct += int((result.prediction == y).sum())
+            total_loss += _float_window_loss(result, y, model, dataset.num_steps)
+        return total_loss / dataset.num_samples, correct / dataset.num_samples, model.overflow, model.ops
+    finally:
+        model.overflow, model.ops = saved
+
+
+def overflow_dict(counter) -> dict:
+    """{tensor: {"format", "events", "elements"}} plus the total."""
+    rows = {name: {"format": fmt, "events": events, "elements": elements}
+            for name, fmt, events, elements in counter.rows()}
+    return {"tensors": rows, "total_events": counter.total_events}
+
+
+def ops_summary(ops, samples: int) -> dict:
+    """Op counts summed by phase and kind (all layers and widths), total and per sample."""
+    by_phase: dict[str, dict[str, int]] = {}
+    for layer, phase, kind, width, tensor, count in ops.rows():
+        by_phase.setdefault(phase, {}).setdefault(kind, 0)
+        by_phase[phase][kind] += count
+    total = sum(sum(kinds.values()) for kinds in by_phase.values())
+    return {"samples": samples, "total": total, "per_sample": total / samples if samples else 0.0,
+            "by_phase": by_phase}
+
+
+def _check_resume_config(checkpoint: dict, config, source: str) -> None:
+    from stllr.config import config_to_dict
+
+    mine = config_to_dict(config)
+    for section in ("network", "quant", "learning"):
+        if checkpoint["config"].get(section) != mine.get(section):
+            raise InputError(f"{source}: checkpoint was written with a different '{section}' section than the config")
+    if checkpoint["config"]["train"]["seed"] != config.train.seed:
+        raise InputError(f"{source}: checkpoint was written with train.seed = {checkpoint['config']['train']['seed']}, "
+                         f"the config has {config.train.seed}")
+
+
+def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path | None = None,
+              log: Callable[[str], None] = _quiet, report: Callable[[str], None] = print,
+              stop_after_epoch: int | None = None) -> dict:
+    """Train the integer model per ``config`` into ``out_dir``; returns the metrics.
+
+    All input (config, quant formats and constants, data, float checkpoint, the learning
+    rate in its format, the integer checkpoint on resume) is validated before ``out_dir``
+    is created. ``report`` receives the overflow summary at the end of every run;
+    ``stop_after_epoch`` simulates an interruption (tests of resume).
+    """
+    from stllr.config import config_to_dict
+    from stllr.data import load_data
+    from stllr.train import atomic_write_text, check_data_matches
+
+    out_dir = Path(out_dir)
+    check_int_config(config)
+    train_set, test_set = load_data(config.data)
+    check_data_matches(config, train_set, "data.train")
+    check_data_matches(config, test_set, "data.test")
+    model = build_int_network(config, None if resume else from_checkpoint)
+    check_learning_rates(model, config, train_set.num_samples, train_set.num_steps)
+    quant = quant_of(config)
+    metrics = {"model": "integer", "rule": config.learning.rule, "learning_signal": config.learning.learning_signal,
+               "window": config.learning.window or train_set.num_steps, "num_steps": train_set.num_steps,
+               "seed": config.train.seed, "lr": config.train.lr, "batch_size": config.train.batch_size,
+               "init": "float checkpoint" if from_checkpoint is not None else "scratch",
+               "init_checkpoint": str(from_checkpoint) if from_checkpoint is not None else None,
+               "weight_format": quant.weight.describe(), "epochs": [], "wall_time_s": 0.0}
+    first_epoch = 0
+    if resume:
+        source = str(out_dir / CHECKPOINT)
+        checkpoint = load_int_checkpoint(out_dir / CHECKPOINT, config)
+        _check_resume_config(checkpoint, config, source)
+        restore_state(model, checkpoint, source)
+        model.overflow, model.ops = _counters_from_json(checkpoint["counters"])
+        metrics = checkpoint["metrics"]
+        if from_checkpoint is not None and metrics.get("init_checkpoint") != str(from_checkpoint):
+            raise InputError(f"--from-checkpoint {from_checkpoint}: the run in {out_dir} was started from "
+                             f"{metrics.get('init_checkpoint') or 'scratch'}")
+        first_epoch = checkpoint["epoch"] + 1
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise InputError(f"{out_dir}: output directory is not empty (use --resume to continue a run)")
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        metrics, eval_overflow = _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log,
+                                         stop_after_epoch)
+    except BaseException:
+        # a fresh run that stops before its first checkpoint (an overflow under the
+        # 'raise' policy, Ctrl-C) leaves no partial output directory behind
+        if created and not (out_dir / CHECKPOINT).exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    report("overflow summary, training (all epochs, incl. the initial quantization):")
+    report(model.overflow.summary())
+    if eval_overflow is not None:
+        report("overflow summary, test inference (last epoch):")
+        report(eval_overflow.summary())
+    return metrics
+
+
+def _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log, stop_after_epoch):
+    """The epoch loop of :func:`int_train`: train, evaluate, checkpoint, metrics."""
+    from stllr.train import atomic_write_text
+
+    eval_overflow = None
+    for epoch in range(first_epoch, config.train.epochs):
+        started = time.perf_counter()
+        train_loss, train_acc = run_int_epoch(model, train_set, config, epoch)
+        test_loss, test_acc, eval_overflow, eval_ops = evaluate_int(model, test_set)
+        metrics["wall_time_s"] += time.perf_counter() - started
+        metrics["epochs"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
+                                  "test_loss": test_loss, "test_accuracy": test_acc,
+                                  "train_overflow_events": model.overflow.total_events,
+                                  "test_overflow_events": eval_overflow.total_events})
+        metrics["final_test_accuracy"] = test_acc
+        trained = train_set.num_samples * (epoch + 1)
+        metrics["overflow"] = {"train": overflow_dict(model.overflow), "test": overflow_dict(eval_overflow)}
+        metrics["ops"] = {"train": ops_summary(model.ops, trained), "test": ops_summary(eval_ops, test_set.num_samples)}
+        save_int_checkpoint(out_dir / CHECKPOINT, model, epoch, metrics, config,
+                            _counters_to_json(model.overflow, model.ops))
+        atomic_write_text(out_dir / METRICS, json.dumps(metrics, indent=2))
+        log(f"epoch {epoch + 1:3d}/{config.train.epochs}  train loss {train_loss:.4f} acc {100 * train_acc:6.2f} %  "
+            f"test acc {100 * test_acc:6.2f} %  overflow events {model.overflow.total_events}")
+        if stop_after_epoch is not None and epoch >= stop_after_epoch:
+            break
+    return metrics, eval_overflow
+
+
+def int_eval(config, checkpoint_path: Path) -> tuple[dict, object]:
+    """Integer inference accuracy of an int-train checkpoint on ``data.test``.
+
+    Returns ({"test_accuracy", "test_loss", "samples", "overflow_events", ...}, overflow counter)."""
+    from stllr.data import load_data
+    from stllr.train import check_data_matches
+
+    _, test_set = load_data(config.data)
+    check_data_matches(config, test_set, "data.test")
+    model = build_int_network(config)
+    checkpoint = load_int_checkpoint(Path(checkpoint_path), config)
+    restore_state(model, checkpoint, str(checkpoint_path))
+    loss, accuracy, overflow, ops = evaluate_int(model, test_set)
+    result = {"test_accuracy": accuracy, "test_loss": loss, "samples": test_set.num_samples,
+              "epoch": checkpoint["epoch"], "overflow_events": overflow.total_events,
+              "ops_per_sample": ops_summary(ops, test_set.num_samples)["per_sample"]}
+    return result, overflow
