@@ -1,8 +1,16 @@
 """The main job, end to end on bundled data (``make demo``).
 
-Trains the digits-as-spikes network (64-128-10, T=20, k=5) with S-TLLR and with BPTT on
-the same data, plus the frozen-hidden baseline, and prints what it found. Outputs go to
-``runs/demo/<rule>/`` (checkpoint.pt, metrics.json), replaced on every run.
+1. Float: the digits-as-spikes network (64-128-10, T=20, k=5) trained with S-TLLR, with
+   BPTT on the same data and loss, and the frozen-hidden baseline (``configs/digits.yaml``).
+2. QAT: the S-TLLR network fine-tuned with Brevitas fixed-point quantizers in the formats
+   of ``configs/digits_int.yaml``, converted to the integer model, and cross-checked on
+   the whole test set (spike, readout and prediction mismatches must be 0).
+3. On chip: the integer model fine-tunes itself with integer S-TLLR (SGD, mse, stochastic
+   weight write), starting from exactly the QAT integer weights; overflow report.
+4. Hardware: the cost model of that network, fed with the activity the integer model
+   executed on a training batch (``hwmodel estimate --activity``).
+
+Outputs go to ``runs/demo/`` (replaced on every run).
 """
 
 from __future__ import annotations
@@ -16,10 +24,13 @@ from pathlib import Path
 import torch
 
 from stllr.config import config_to_dict, load_config, parse_config
-from stllr.train import describe_network, train
+from stllr.train import CHECKPOINT, atomic_torch_save, describe_network, train
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = ROOT / "configs" / "digits.yaml"
+FLOAT_CONFIG = ROOT / "configs" / "digits.yaml"
+INT_CONFIG = ROOT / "configs" / "digits_int.yaml"
+RULE_NAMES = {"stllr": "S-TLLR (BP learning signal)", "bptt": "BPTT (same per-step loss)",
+              "readout_only": "frozen hidden, readout only"}
 
 
 def _short(path: Path) -> str:
@@ -29,44 +40,158 @@ def _short(path: Path) -> str:
         return str(path)
 
 
+def float_stage(console, out: Path, epochs: int | None) -> dict:
+    from rich.table import Table
+
+    base = config_to_dict(load_config(FLOAT_CONFIG))
+    if epochs is not None:
+        base["train"]["epochs"] = epochs
+    console.rule("[bold]1. Float model: S-TLLR vs BPTT vs frozen hidden")
+    console.print(f"digits as spikes, {describe_network(parse_config(base))}, T={base['data']['num_steps']}, "
+                  f"k={base['learning']['window']}, {base['train']['epochs']} epochs, seed {base['train']['seed']}")
+    results = {}
+    for rule in RULE_NAMES:
+        config = parse_config({**base, "learning": {**base["learning"], "rule": rule}}, f"{FLOAT_CONFIG} ({rule})")
+        started = time.perf_counter()
+        metrics = train(config, out / rule, log=lambda line, rule=rule: console.print(f"  [{rule}] {line}")
+                        if line.startswith(f"epoch {config.train.epochs:3d}") else None)
+        results[rule] = (metrics["final_test_accuracy"], time.perf_counter() - started)
+    table = Table(title="Digits-as-spikes, final-epoch test accuracy (float)")
+    for column in ("rule", "test accuracy", "train time", "output"):
+        table.add_column(column)
+    for rule, (accuracy, seconds) in results.items():
+        table.add_row(RULE_NAMES[rule], f"{100 * accuracy:.2f} %", f"{seconds:.1f} s", _short(out / rule))
+    console.print(table)
+    console.print(f"S-TLLR - BPTT: {100 * (results['stllr'][0] - results['bptt'][0]):+.2f} points; "
+                  f"S-TLLR - frozen hidden: {100 * (results['stllr'][0] - results['readout_only'][0]):+.2f} points")
+    return {rule: accuracy for rule, (accuracy, _) in results.items()}
+
+
+def qat_stage(console, out: Path, qat_epochs: int):
+    """QAT fine-tune of the float S-TLLR net, conversion, cross-check. Returns (int model, ckpt)."""
+    from fixedpoint.qat import QATNetwork, compare, qat_to_int
+    from stllr.data import load_data
+    from stllr.train import build_network, build_optimizer, evaluate, load_checkpoint, run_epoch
+
+    console.rule("[bold]2. Brevitas QAT -> integer model, cross-check")
+    int_config = load_config(INT_CONFIG)
+    # The chip's loss is mse (no softmax on chip), so the chain starts from a float S-TLLR
+    # model trained with that loss: switching from cross-entropy to mse on chip would
+    # first undo the readout scale that cross-entropy learned.
+    base = config_to_dict(load_config(FLOAT_CONFIG))
+    base["learning"]["loss"] = "mse"
+    float_config = parse_config(base, f"{FLOAT_CONFIG} (loss: mse)")
+    metrics = train(float_config, out / "stllr_mse")
+    console.print(f"float S-TLLR with the chip's loss (mse, Adam, {float_config.train.epochs} epochs): "
+                  f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %")
+    # The QAT formats are the on-chip formats, with the weight write rounding to nearest:
+    # Brevitas has no stochastic rounding, and the trained weights land on the grid anyway.
+    quant = int_config.quant.model_copy(update={
+        "weight": int_config.quant.weight.replace(rounding="nearest_even"),
+        "bias": int_config.quant.bias.replace(rounding="nearest_even")})
+    config = parse_config({**config_to_dict(float_config), "quant": quant.model_dump(mode="json")}, "demo QAT")
+    train_set, test_set = load_data(config.data)
+    net = build_network(config)
+    net.load_state_dict(load_checkpoint(out / "stllr_mse" / CHECKPOINT, config)["model"])
+    qat = QATNetwork.from_float(net, config.quant)
+    optimizer = build_optimizer(qat, config)
+    epochs = config.train.epochs
+    for epoch in range(epochs, epochs + qat_epochs):
+        run_epoch(qat, optimizer, train_set, config, epoch)
+    qat_accuracy = evaluate(qat, test_set).accuracy
+    model = qat_to_int(qat)
+    agreement = compare(qat, model, test_set.x, test_set.y)
+    n = test_set.num_samples
+    console.print(f"QAT ({qat_epochs} S-TLLR epochs, weights {quant.weight.describe_short()}, membrane "
+                  f"{quant.membrane.describe_short()}): test accuracy {100 * qat_accuracy:.2f} %; "
+                  f"integer model: {100 * agreement.int_correct / n:.2f} %")
+    console.print(f"cross-check on {n} test samples: spike mismatches {sum(agreement.spike_mismatches)} of "
+                  f"{sum(agreement.spike_elements)}, readout mismatches {agreement.readout_mismatches}, "
+                  f"prediction mismatches {agreement.prediction_mismatches}; integer overflow events "
+                  f"{model.overflow.total_events}")
+    if not agreement.exact:
+        raise RuntimeError("the integer model disagrees with its Brevitas QAT model")
+    # The integer weights as a float checkpoint: every value is on its format's grid, so the
+    # on-chip run quantizes them back exactly, whatever its rounding mode.
+    dequantized = model.to_float()
+    checkpoint = out / "qat" / CHECKPOINT
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save({"model": dequantized.state_dict(), "config": config_to_dict(float_config), "epoch": epochs,
+                       "metrics": {"qat_test_accuracy": qat_accuracy}}, checkpoint)
+    return model, checkpoint, agreement
+
+
+def chip_stage(console, out: Path, qat_model, checkpoint: Path, chip_epochs: int):
+    """On-chip integer fine-tuning from the QAT integer weights. Returns (int model, config)."""
+    import numpy as np
+
+    from fixedpoint.train import build_int_network, int_train, load_int_checkpoint, restore_state
+
+    console.rule("[bold]3. On-chip integer S-TLLR fine-tuning")
+    data = config_to_dict(load_config(INT_CONFIG))
+    data["train"]["epochs"] = chip_epochs
+    # Fine-tuning a trained network takes a smaller step than training from scratch:
+    # eta = lr / (B k) = 2**-17, a pure shift in the weight write (2**-15 from scratch
+    # first undoes the QAT weights: test accuracy fell to 84 % after one epoch).
+    data["train"]["lr"] = 2.0**-17 * data["train"]["batch_size"] * data["learning"]["window"]
+    config = parse_config(data, f"{INT_CONFIG} (demo)")
+    start = build_int_network(config, checkpoint)
+    for mine, theirs in zip(start.params.layers, qat_model.params.layers):
+        if not np.array_equal(mine.weight, theirs.weight):
+            raise RuntimeError(f"layer{mine.index}: on-chip start weights differ from the QAT integer weights")
+    console.print(f"starts from the QAT integer weights (bit-identical), weights {config.quant.weight.describe()}, "
+                  f"SGD lr {config.train.lr:g}, loss {config.learning.loss}, {chip_epochs} epochs")
+    metrics = int_train(config, out / "chip", from_checkpoint=checkpoint,
+                        log=lambda line: console.print(f"  [chip] {line}"), report=console.print)
+    console.print(f"on-chip fine-tuned integer model: final test accuracy {100 * metrics['final_test_accuracy']:.2f} %")
+    model = build_int_network(config)
+    restore_state(model, load_int_checkpoint(out / "chip" / "checkpoint.npz", config), "demo")
+    return model, config
+
+
+def hardware_stage(console, out: Path, model, config) -> None:
+    import numpy as np
+
+    from hwmodel.activity import measure_activity
+    from hwmodel.cli import main as hwmodel_main
+    from hwmodel.files import write_json_atomic
+    from stllr.data import load_data
+
+    console.rule("[bold]4. Hardware estimate with the measured activity")
+    train_set, _ = load_data(config.data)
+    batch = config.train.batch_size
+    x = np.asarray(train_set.x[:batch], np.float64)
+    payload, _ = measure_activity(model, config, config.quant, x, np.asarray(train_set.y[:batch]), train=True,
+                                  apply=False)
+    activity = out / "activity.json"
+    write_json_atomic(activity, payload)
+    console.print(f"activity of one training batch (B={batch}) of the on-chip model: {_short(activity)}")
+    code = hwmodel_main(["estimate", str(INT_CONFIG), "--activity", str(activity)])
+    if code != 0:
+        raise RuntimeError(f"hwmodel estimate exited with {code}")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stllr.demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m stllr.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
-    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs (default: the config's)")
+    parser.add_argument("--epochs", type=int, default=None, help="float epochs (default: the config's)")
+    parser.add_argument("--qat-epochs", type=int, default=2)
+    parser.add_argument("--chip-epochs", type=int, default=3)
     args = parser.parse_args(argv)
 
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     # Small matrices: one thread is faster, and it makes the figures match bench/accuracy_table.py.
     torch.set_num_threads(1)
-    base = config_to_dict(load_config(CONFIG))
-    if args.epochs is not None:
-        base["train"]["epochs"] = args.epochs
-    console.print(f"[bold]S-TLLR demo[/bold]: digits as spikes, {describe_network(parse_config(base))}, "
-                  f"T={base['data']['num_steps']}, k={base['learning']['window']}, {base['train']['epochs']} epochs")
-    results = {}
-    for rule in ("stllr", "bptt", "readout_only"):
-        data = {**base, "learning": {**base["learning"], "rule": rule}}
-        config = parse_config(data, f"{CONFIG} (rule={rule})")
-        out = args.out / rule
-        shutil.rmtree(out, ignore_errors=True)
-        started = time.perf_counter()
-        metrics = train(config, out, log=lambda line, rule=rule: console.print(f"  [{rule}] {line}"))
-        results[rule] = (metrics["final_test_accuracy"], time.perf_counter() - started, out)
-
-    table = Table(title="Digits-as-spikes, final-epoch test accuracy")
-    for column in ("rule", "test accuracy", "train time", "output"):
-        table.add_column(column)
-    names = {"stllr": "S-TLLR (BP learning signal)", "bptt": "BPTT (same per-step loss)",
-             "readout_only": "frozen hidden, readout only"}
-    for rule, (accuracy, seconds, out) in results.items():
-        table.add_row(names[rule], f"{100 * accuracy:.2f} %", f"{seconds:.1f} s", _short(out))
-    console.print(table)
-    gap = 100 * (results["stllr"][0] - results["readout_only"][0])
-    console.print(f"S-TLLR vs BPTT: {100 * (results['stllr'][0] - results['bptt'][0]):+.2f} points; "
-                  f"S-TLLR vs frozen hidden: {gap:+.2f} points")
+    started = time.perf_counter()
+    shutil.rmtree(args.out, ignore_errors=True)
+    float_stage(console, args.out, args.epochs)
+    qat_model, checkpoint, _ = qat_stage(console, args.out, args.qat_epochs)
+    chip_model, chip_config = chip_stage(console, args.out, qat_model, checkpoint, args.chip_epochs)
+    hardware_stage(console, args.out, chip_model, chip_config)
+    console.rule(f"demo done in {time.perf_counter() - started:.0f} s; outputs in {_short(args.out)}")
     return 0
 
 
