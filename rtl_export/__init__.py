@@ -1,4 +1,18 @@
 """Exporters: render the trained network and its formats for other tools (NIR graphs, HDL/C text).
 
 Formats are owned elsewhere (``fixedpoint``); exporters only render them.
+
+Modules
+-------
+``nir_io``   NIR graph export/import of the float network.
+``golden``   golden vectors of the integer model (every state per layer and step) and their
+             verification: ``rtl-export golden`` / ``rtl-export verify``.
+``params``   RTL parameters: SystemVerilog package, C header, weight memories (``rtl-export params``).
+``render``   FixedFormat / parameter lists -> SystemVerilog and C text.
+``hexio``    ``$readmemh`` hex words, deterministic ``.npz``, sha256.
+``model``    config (+ checkpoint) -> IntNetwork, input data for the vectors.
+``sim``      run rtl/stllr_layer.v against a vector set: Icarus + cocotb, Verilator, Yosys.
+``cli``      the ``rtl-export`` command line.
+
+Documentation: ``docs/rtl_export.md``.
 """

@@ -1,0 +1,594 @@
+"""Golden vectors: every state of the integer model, per layer and time step, as files.
+
+``rtl-export golden`` runs :class:`fixedpoint.network.IntNetwork` in training mode on N
+samples, ONE SAMPLE AT A TIME (batch 1, weights and RNG lanes carried from one sample to
+the next, as a time-multiplexed accelerator processes them), and writes every logged
+state. ``rtl-export verify`` reads a set back, checks it, re-runs the model and compares.
+
+Directory layout (``docs/rtl_export.md`` has the full description)::
+
+    DIR/manifest.json          what is in the set (schema below), sha256 of every file
+    DIR/golden.npz             every array, key = file path without ".hex" (int64)
+    DIR/target.hex             class label per sample
+    DIR/layer<i>/<tensor>.hex  one file per layer and tensor
+
+Tensors and their dimensions (row-major / C order over the dims, one word per line):
+
+* per step ``(sample, step, ...)``: ``input`` (layer 0: codes in quant.input; else the
+  spikes of layer i-1), ``current``, ``u`` (membrane before the spike/reset; the readout's
+  y), ``spikes``, ``membrane`` (after reset), ``psi``, ``post_trace`` (p[t]),
+  ``pre_trace`` (q[t]), ``bias_trace`` (q_b[t]), ``rec_input`` (o[t-1]), ``rec_pre_trace``;
+* per window step ``(sample, window_step, ...)``, window step w = t - (T - k):
+  ``learning_signal`` (``error`` for the readout), ``grad`` (BP: L psi sent down),
+  ``causal`` (m = round(round(alpha_pre L) psi)), ``noncausal`` (n = round(round(alpha_post
+  L) p[t-1])), ``acc_weight`` / ``acc_rec_weight`` / ``acc_bias`` (accumulators after the
+  step's contribution);
+* per weight write ``(sample, write, ...)`` (batch update: one write after the last step;
+  online: one per window step): ``weight`` / ``weight_next`` (before / after the write),
+  ``weight_lanes`` / ``weight_lanes_next`` (xorshift32 states, only when the tensor's
+  rounding is stochastic), the same for ``rec_weight`` and ``bias``;
+* layers that do not learn: ``weight``, ``rec_weight``, ``bias`` once, ``(out, in)``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fixedpoint.formats import FixedFormat
+from fixedpoint.rng import next_states
+from rtl_export import hexio
+from rtl_export.model import LANE_FORMAT, RTL_MAX_BITS, SPIKE_FORMAT, Source, build_model
+from rtl_export.outdir import write_tree
+from stllr.errors import InputError
+
+SCHEMA = "stllr-rtl-golden/1"
+MANIFEST = "manifest.json"
+NPZ = "golden.npz"
+
+# (file name, log key, format field of LayerFormats, meaning)
+STEP_TENSORS = (
+    ("input", None, "input", "x[t]: layer input (codes in the input format; spikes 0/1 above layer 0)"),
+    ("current", "current", "current", "I[t] = W x[t] (+ W_rec o[t-1]) + b"),
+    ("u", "u", "membrane", "u[t] = beta v[t-1] + I[t], membrane before spike and reset (readout: y[t])"),
+    ("spikes", "spikes", "spikes", "o[t] = (u[t] - theta > 0)"),
+    ("membrane", "membrane", "membrane", "v[t], membrane after reset"),
+    ("psi", "psi", "psi", "Psi(u[t] - theta)"),
+    ("post_trace", "post_trace", "post_trace", "p[t] = lambda_post p[t-1] + psi[t]"),
+    ("pre_trace", "pre_trace", "pre_trace", "q[t] = lambda_pre q[t-1] + x[t]"),
+    ("bias_trace", "bias_trace", "pre_trace", "q_b[t] = lambda_pre q_b[t-1] + 1"),
+    ("rec_input", None, "spikes", "o[t-1]: the recurrent synapses' input"),
+    ("rec_pre_trace", "rec_pre_trace", "pre_trace", "q_rec[t] = lambda_pre q_rec[t-1] + o[t-1]"),
+)
+WINDOW_TENSORS = (
+    ("learning_signal", "learning_signal", "learning_signal", "L[t], learning signal per neuron"),
+    ("error", "error", "error", "readout error y[t] - onehot (its learning signal)"),
+    ("grad", "grad", "learning_signal", "BP: g = round(L psi), sent to the layer below"),
+    ("causal", "causal", "modulation", "m = round(round(alpha_pre L) psi) (readout: round(alpha_pre L))"),
+    ("noncausal", "noncausal", "modulation", "n = round(round(alpha_post L) p[t-1])"),
+    ("acc_weight", "acc_weight", "update", "dW accumulator after this step"),
+    ("acc_rec_weight", "acc_rec_weight", "update", "dW_rec accumulator after this step"),
+    ("acc_bias", "acc_bias", "update", "db accumulator after this step"),
+)
+WRITE_TENSORS = (("weight", "weight"), ("rec_weight", "weight"), ("bias", "bias"))
+ELEMENT_ORDER = "row-major (C order) over dims; one word per line"
+
+
+@dataclass
+class Entry:
+    """One tensor of a vector set (one hex file, one npz array)."""
+
+    layer: int | None  # None: network-wide (target)
+    tensor: str
+    phase: str  # step | window | write | static | sample
+    dims: tuple[str, ...]
+    fmt: FixedFormat
+    meaning: str
+
+    @property
+    def key(self) -> str:
+        return self.tensor if self.layer is None else f"layer{self.layer}/{self.tensor}"
+
+    @property
+    def path(self) -> str:
+        return f"{self.key}.hex"
+
+
+@dataclass
+class Vectors:
+    """What one run produced: entries (file order) and their arrays, plus run facts."""
+
+    entries: list[Entry]
+    arrays: dict[str, np.ndarray]
+    samples: int
+    steps: int
+    window: int
+    update: str
+    write_steps: list[int]
+    etas: dict[int, int]
+    notes: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _fmt(lp, name: str) -> FixedFormat:
+    if name == "spikes":
+        return SPIKE_FORMAT
+    if name == "lanes":
+        return LANE_FORMAT
+    return getattr(lp.fmts, name)
+
+
+def _elem_dims(lp, tensor: str) -> tuple[str, ...]:
+    conv = lp.kind == "conv2d"
+    if tensor in ("input", "pre_trace"):
+        return ("in",)
+    if tensor == "bias_trace":
+        return ()
+    if tensor.startswith("acc_"):
+        tensor = tensor[4:]
+    if tensor.startswith("rec_weight"):
+        return ("out", "in_rec")
+    if tensor.startswith("weight"):
+        return ("channel", "tap") if conv else ("out", "in")
+    if tensor.startswith("bias"):
+        return ("channel",) if conv else ("out",)
+    return ("out",)  # per neuron (conv: channel-major over positions), rec_input/rec_pre_trace too
+
+
+def _drop_batch(value: np.ndarray, batched: bool) -> np.ndarray:
+    value = np.asarray(value, np.int64)
+    return value.reshape(value.shape[1:]).reshape(-1) if batched else value
+
+
+def simulate(model, x: np.ndarray, y: np.ndarray) -> Vectors:
+    """Run ``model`` (an IntNetwork) in training mode sample by sample and collect every state.
+
+    x: (N, T, *input_shape) floats on the input grid; y: (N,) labels. The model's weights
+    and lanes advance as in training; every tensor's element shape is the model's own.
+    """
+    from fixedpoint.network import lane_layout
+    from stllr.learning import window_start
+
+    samples, steps = int(x.shape[0]), int(x.shape[1])
+    params = model.params
+    try:
+        start = window_start(steps, params.window)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    window = steps - start
+    write_steps = list(range(start, steps)) if params.update == "online" else [steps - 1]
+    codes = model.quantize_input(x.reshape(samples, steps, -1))
+    layout = lane_layout(params)
+    entries: list[Entry] = []
+    arrays: dict[str, np.ndarray] = {}
+    etas: dict[int, int] = {}
+
+    def put(entry: Entry, s: int, i: int, value: np.ndarray, lead: int) -> None:
+        if entry.key not in arrays:
+            entries.append(entry)
+            arrays[entry.key] = np.zeros((samples, lead) + value.shape, np.int64)
+        arrays[entry.key][s, i] = value
+
+    for s in range(samples):
+        before = model.params
+        lanes_before = model.lanes.copy()
+        result = model.run(x[s:s + 1], y[s:s + 1], train=True, log=True, apply=True)
+        log = result.log
+        etas.update({int(k): int(v) for k, v in result.etas.items()})
+        for lp in before.layers:
+            i, name = lp.index, lp.name
+            for tensor, key, fmt_name, meaning in STEP_TENSORS:
+                for t in range(steps):
+                    if tensor == "input":
+                        value = codes[s, t] if i == 0 else log[(t, f"layer{i - 1}", "spikes")].reshape(-1)
+                    elif tensor == "rec_input":
+                        if lp.kind != "recurrent":
+                            break
+                        value = (log[(t - 1, name, "spikes")].reshape(-1) if t
+                                 else np.zeros(lp.geometry.n_out, np.int64))
+                    elif (t, name, key) in log:
+                        value = _drop_batch(log[(t, name, key)], tensor != "bias_trace")
+                    else:
+                        break
+                    fmt = lp.fmts.input if tensor == "input" else _fmt(lp, fmt_name)
+                    put(Entry(i, tensor, "step", ("sample", "step") + _elem_dims(lp, tensor), fmt, meaning),
+                        s, t, np.asarray(value, np.int64), steps)
+            for tensor, key, fmt_name, meaning in WINDOW_TENSORS:
+                for w, t in enumerate(range(start, steps)):
+                    if (t, name, key) not in log:
+                        break
+                    value = _drop_batch(log[(t, name, key)], not tensor.startswith("acc_"))
+                    put(Entry(i, tensor, "window", ("sample", "window_step") + _elem_dims(lp, tensor),
+                              _fmt(lp, fmt_name), meaning), s, w, value, window)
+            learns = i in before.learners
+            for tensor, fmt_name in WRITE_TENSORS:
+                current = getattr(lp, tensor)
+                if current is None:
+                    continue
+                fmt = _fmt(lp, fmt_name)
+                dims = _elem_dims(lp, tensor)
+                if not learns:
+                    if s == 0:
+                        entries.append(Entry(i, tensor, "static", dims, fmt, f"{tensor} (this layer does not learn)"))
+                        arrays[f"layer{i}/{tensor}"] = np.asarray(current, np.int64).copy()
+                    continue
+                first, count = layout[(i, tensor)]
+                lanes = lanes_before[first:first + count]
+                stochastic = fmt.rounding == "stochastic"
+                for w, t in enumerate(write_steps):
+                    new = np.asarray(log[(t, name, f"new_{tensor}")], np.int64)
+                    wd = ("sample", "write") + dims
+                    put(Entry(i, tensor, "write", wd, fmt, f"{tensor} before the write"), s, w, current,
+                        len(write_steps))
+                    put(Entry(i, f"{tensor}_next", "write", wd, fmt, f"{tensor} after the write"), s, w, new,
+                        len(write_steps))
+                    if stochastic:
+                        nxt = next_states(lanes)
+                        put(Entry(i, f"{tensor}_lanes", "write", wd, LANE_FORMAT,
+                                  f"xorshift32 lane states of {tensor} before the write"),
+                            s, w, lanes.reshape(current.shape), len(write_steps))
+                        put(Entry(i, f"{tensor}_lanes_next", "write", wd, LANE_FORMAT,
+                                  f"xorshift32 lane states of {tensor} after the write (one step per weight)"),
+                            s, w, nxt.reshape(current.shape), len(write_steps))
+                        lanes = nxt
+                    current = new
+                if not np.array_equal(model.lanes[first:first + count], lanes):
+                    raise RuntimeError(f"layer{i}.{tensor}: lane states derived for the vectors differ from "
+                                       "the model's (one xorshift32 step per stochastic write assumed)")
+                if not np.array_equal(getattr(model.params.layers[i], tensor), current):
+                    raise RuntimeError(f"layer{i}.{tensor}: logged writes do not end at the model's weights")
+    # network-wide: the class label per sample
+    classes = int(params.num_classes)
+    label_fmt = FixedFormat(signed=False, bits=max(1, (classes - 1).bit_length()), frac=0)
+    entries.append(Entry(None, "target", "sample", ("sample",), label_fmt, "class label (0-based)"))
+    arrays["target"] = np.asarray(y, np.int64).reshape(samples)
+    return Vectors(entries, arrays, samples, steps, window, params.update, write_steps, etas)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _format_json(fmt: FixedFormat) -> dict:
+    return {"text": fmt.describe_short(), "signed": fmt.signed, "bits": fmt.bits, "frac": fmt.frac,
+            "rounding": fmt.rounding, "overflow": fmt.overflow}
+
+
+def render_golden(vectors: Vectors, model, config_dict: dict, source: Source, inputs: dict
+                  ) -> dict[str, bytes]:
+    """Every file of the vector set (path -> bytes), range-checked; nothing touches the disk."""
+    files: dict[str, bytes] = {}
+    listing = []
+    for entry in vectors.entries:
+        array = vectors.arrays[entry.key]
+        check_rtl_width(entry.fmt, entry.path)
+        payload = hexio.encode_hex(array, entry.fmt, entry.path)
+        files[entry.path] = payload
+        listing.append({
+            "path": entry.path, "npz_key": entry.key, "layer": entry.layer, "tensor": entry.tensor,
+            "phase": entry.phase, "dims": list(entry.dims), "shape": list(array.shape),
+            "words": int(array.size), "format": _format_json(entry.fmt), "digits": hexio.digits(entry.fmt.bits),
+            "order": ELEMENT_ORDER, "meaning": entry.meaning, "sha256": hexio.sha256(payload),
+        })
+    npz = hexio.encode_npz({e.key: vectors.arrays[e.key] for e in vectors.entries})
+    files[NPZ] = npz
+    layers = []
+    for lp in model.params.layers:
+        g = lp.geometry
+        layers.append({
+            "index": lp.index, "name": lp.name, "kind": lp.kind, "n_in": g.n_in, "n_out": g.n_out,
+            "channels": g.channels, "positions": g.positions, "taps": g.taps,
+            "reset": lp.reset, "psi": lp.const.psi_kind, "learns": lp.index in model.params.learners,
+            "binary_input": lp.fmts.binary_input,
+        })
+    manifest = {
+        "schema": SCHEMA,
+        "kind": "golden",
+        "samples": vectors.samples, "steps": vectors.steps, "window": vectors.window,
+        "window_start": vectors.steps - vectors.window, "batch": 1, "update": vectors.update,
+        "write_steps": vectors.write_steps, "etas": {str(k): v for k, v in sorted(vectors.etas.items())},
+        "learning_signal": model.params.learning_signal, "bias_update": model.params.bias_update,
+        "input": inputs, "source": source.to_json(), "layers": layers,
+        "element_order": ELEMENT_ORDER,
+        "hex": "two's complement masked to the format's bits, ceil(bits/4) lowercase hex digits, one word per line",
+        "files": listing,
+        "npz": {"path": NPZ, "sha256": hexio.sha256(npz), "keys": [e.key for e in vectors.entries],
+                "dtype": "int64"},
+        "config": config_dict,
+    }
+    files[MANIFEST] = (json.dumps(manifest, indent=1) + "\n").encode()
+    return files
+
+
+def check_rtl_width(fmt: FixedFormat, where: str) -> None:
+    if fmt.bits > RTL_MAX_BITS:
+        raise InputError(f"{where}: format {fmt.describe_short()} is wider than the RTL supports "
+                         f"({RTL_MAX_BITS} bits)")
+
+
+def golden(config, config_dict: dict, out: Path, samples: int, steps: int, checkpoint: Path | None = None,
+           density: float | None = None, seed: int = 0) -> Vectors:
+    """Build the model, run it, write the set atomically into ``out``. Returns the vectors."""
+    from rtl_export.model import load_inputs, window_of
+    from rtl_export.outdir import check_target
+
+    check_target(out)
+    window_of(config, steps)
+    model, source = build_model(config, checkpoint)
+    x, y, inputs = load_inputs(config, samples, steps, density, seed)
+    vectors = simulate(model, x, y)
+    write_tree(out, render_golden(vectors, model, config_dict, source, inputs))
+    return vectors
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class VectorSet:
+    """A vector set read back and checked (hashes, word counts, widths, npz == hex)."""
+
+    root: Path
+    manifest: dict
+    arrays: dict[str, np.ndarray]
+    entries: list[dict]
+
+    def array(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+
+def _field(obj: dict, name: str, where: str, kind=None):
+    if not isinstance(obj, dict) or name not in obj:
+        raise InputError(f"{where}: missing field '{name}'")
+    value = obj[name]
+    if kind is not None and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InputError(f"{where}.{name}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def _entry_format(entry: dict, where: str) -> FixedFormat:
+    spec = _field(entry, "format", where, dict)
+    bits = _field(spec, "bits", f"{where}.format", int)
+    if bits > RTL_MAX_BITS:
+        raise InputError(f"{where}.format.bits = {bits} is wider than the RTL supports ({RTL_MAX_BITS} bits)")
+    try:
+        return FixedFormat(signed=_field(spec, "signed", f"{where}.format", bool), bits=bits,
+                           frac=_field(spec, "frac", f"{where}.format", int))
+    except ValueError as error:
+        raise InputError(f"{where}.format: {str(error).splitlines()[-1].strip()}") from None
+
+
+def read_manifest(root: Path) -> dict:
+    root = Path(root)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise InputError(f"{root}: not a directory")
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid JSON ({error.__class__.__name__})") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: top level must be an object")
+    return manifest
+
+
+def load_vectors(root: Path) -> VectorSet:
+    """Read a vector set; every problem is an InputError naming the file or manifest field."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    mpath = root / MANIFEST
+    schema = manifest.get("schema")
+    if schema != SCHEMA:
+        raise InputError(f"{mpath}: schema = {schema!r}, expected {SCHEMA!r}")
+    files = _field(manifest, "files", str(mpath), list)
+    arrays: dict[str, np.ndarray] = {}
+    for n, entry in enumerate(files):
+        where = f"{mpath}: files[{n}]"
+        rel = _field(entry, "path", where, str)
+        if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            raise InputError(f"{where}.path = {rel!r} must be relative to the set")
+        where = f"{mpath}: files[{n}] ({rel})"
+        fmt = _entry_format(entry, where)
+        shape = _field(entry, "shape", where, list)
+        if not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise InputError(f"{where}.shape = {shape!r} must be a list of sizes")
+        words = int(np.prod(shape, dtype=np.int64))
+        if _field(entry, "words", where, int) != words:
+            raise InputError(f"{where}.words = {entry['words']} does not match shape {shape}")
+        if _field(entry, "digits", where, int) != hexio.digits(fmt.bits):
+            raise InputError(f"{where}.digits = {entry['digits']} does not match {fmt.bits} bits")
+        path = root / rel
+        if not path.is_file():
+            raise InputError(f"{path}: file listed in the manifest is missing")
+        payload = path.read_bytes()
+        if hexio.sha256(payload) != _field(entry, "sha256", where, str):
+            raise InputError(f"{path}: sha256 mismatch (file changed since the manifest was written)")
+        arrays[_field(entry, "npz_key", where, str)] = hexio.decode_hex(payload, fmt, words, str(path)).reshape(shape)
+    npz_info = _field(manifest, "npz", str(mpath), dict)
+    npz_path = root / _field(npz_info, "path", f"{mpath}: npz", str)
+    if not npz_path.is_file():
+        raise InputError(f"{npz_path}: file listed in the manifest is missing")
+    payload = npz_path.read_bytes()
+    if hexio.sha256(payload) != _field(npz_info, "sha256", f"{mpath}: npz", str):
+        raise InputError(f"{npz_path}: sha256 mismatch (file changed since the manifest was written)")
+    stored = hexio.decode_npz(payload, str(npz_path))
+    if sorted(stored) != sorted(arrays):
+        missing = sorted(set(arrays) ^ set(stored))[0]
+        raise InputError(f"{npz_path}: array set differs from the hex files ('{missing}')")
+    for key, value in arrays.items():
+        if stored[key].shape != value.shape or not np.array_equal(stored[key], value):
+            raise InputError(f"{npz_path}: array '{key}' differs from {key}.hex")
+    return VectorSet(root, manifest, arrays, files)
+
+
+# ----------------------------------------------------------------------------- verifying
+
+
+@dataclass
+class Mismatch:
+    key: str
+    sample: int
+    step: int | None
+    index: tuple[int, ...]
+    stored: int | None
+    model: int | None
+
+    def describe(self) -> str:
+        where = f"sample {self.sample} step {self.step}" if self.step is not None else "initial"
+        if self.stored is None or self.model is None:
+            return f"{self.key}: {where}: {self.index}"
+        return (f"{self.key}.hex: {where} index {self.index}: vectors {self.stored}, "
+                f"integer model {self.model}")
+
+
+def _step_of(entry: dict, manifest: dict, lead: int) -> int | None:
+    phase = entry.get("phase")
+    if phase == "step":
+        return lead
+    if phase == "window":
+        return int(manifest["window_start"]) + lead
+    if phase == "write":
+        return int(manifest["write_steps"][lead])
+    return None
+
+
+def first_mismatch(vs: VectorSet, vectors: Vectors) -> Mismatch | None:
+    """Earliest difference by (sample, step, layer, tensor order, index), or None."""
+    manifest = vs.manifest
+    expected = {e.key: e for e in vectors.entries}
+    best, best_rank = None, None
+    order = {key: n for n, key in enumerate(expected)}
+    for key in list(expected) + [k for k in vs.arrays if k not in expected]:
+        if key not in vs.arrays or key not in expected:
+            rank = (-1, -1, -1, order.get(key, -1))
+            mismatch = Mismatch(key, 0, None, ("present in the model" if key in expected else "not in the model",),
+                                None, None)
+        else:
+            stored, model = vs.arrays[key], vectors.arrays[key]
+            entry = next(e for e in vs.entries if e.get("npz_key") == key)
+            if stored.shape != model.shape:
+                rank = (-1, -1, -1, order[key])
+                mismatch = Mismatch(key, 0, None, (f"shape {list(stored.shape)} vs model {list(model.shape)}",),
+                                    None, None)
+            else:
+                diff = stored != model
+                if not diff.any():
+                    continue
+                first = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(diff)[0]), diff.shape))
+                phase = entry.get("phase")
+                if phase in ("step", "window", "write"):
+                    # earliest (sample, lead) with a difference, then its first element
+                    per = diff.reshape(diff.shape[0], diff.shape[1], -1).any(axis=2)
+                    s, lead = (int(i) for i in np.argwhere(per)[0])
+                    sub = diff[s, lead]
+                    index = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(sub)[0]), sub.shape))
+                    step = _step_of(entry, manifest, lead)
+                    full = (s, lead) + index
+                    # a write happens after the step's other tensors
+                    rank = (s, step, 1 if phase == "write" else 0, entry.get("layer") or 0, order[key])
+                    mismatch = Mismatch(key, s, step, index, int(stored[full]), int(model[full]))
+                else:
+                    s = first[0] if phase == "sample" else 0
+                    index = first[1:] if phase == "sample" else first
+                    rank = (s if phase == "sample" else -1, -1, -1, order[key])
+                    mismatch = Mismatch(key, s, None, index, int(stored[first]), int(model[first]))
+        if best_rank is None or rank < best_rank:
+            best, best_rank = mismatch, rank
+    return best
+
+
+def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors, list[str]]:
+    """Re-run the integer model of a vector set from its stored initial state.
+
+    The model is rebuilt from the manifest's config; its initial integer weights and
+    stochastic lanes are replaced by the set's (hash-checked) first values, so a set made
+    from a checkpoint can be re-run without it. When the weights are reproducible (no
+    checkpoint, or ``checkpoint`` given), the rebuilt model's own initial codes must equal
+    the stored ones too.
+    """
+    from dataclasses import replace
+
+    from fixedpoint.network import lane_layout
+    from stllr.config import parse_config
+
+    manifest = vs.manifest
+    mpath = vs.root / MANIFEST
+    config = parse_config(_field(manifest, "config", str(mpath), dict), f"{mpath}: config")
+    src = _field(manifest, "source", str(mpath), dict)
+    notes = []
+    if checkpoint is not None:
+        from rtl_export.model import file_sha256
+
+        digest = file_sha256(Path(checkpoint)) if Path(checkpoint).is_file() else None
+        model, source = build_model(config, checkpoint)
+        if src.get("checkpoint_sha256") != digest:
+            raise InputError(f"{checkpoint}: not the checkpoint these vectors were made from (sha256 differs)")
+        reproducible = True
+    else:
+        model, source = build_model(config, None)
+        reproducible = src.get("weights") == "init"
+        if not reproducible:
+            notes.append("initial weights taken from the vectors (pass --checkpoint to check them too)")
+    params = model.params
+    layout = lane_layout(params)
+    lanes = model.lanes.copy()
+    layers = []
+    for lp in params.layers:
+        changes = {}
+        for tensor in ("weight", "rec_weight", "bias"):
+            value = getattr(lp, tensor)
+            if value is None:
+                continue
+            key = f"{lp.name}/{tensor}"
+            if key not in vs.arrays:
+                raise InputError(f"{mpath}: no '{key}' in the set (initial {tensor} of {lp.name})")
+            stored = vs.arrays[key]
+            initial = stored[0, 0] if stored.ndim == value.ndim + 2 else stored
+            if initial.shape != value.shape:
+                raise InputError(f"{mpath}: '{key}' has shape {list(initial.shape)}, the config's network needs "
+                                 f"{list(value.shape)}")
+            if reproducible and not np.array_equal(initial, value):
+                where = np.argwhere(initial != value)[0]
+                raise InputError(f"{key}.hex: initial {tensor} at {tuple(int(i) for i in where)} is "
+                                 f"{int(initial[tuple(where)])}, the config's quantized weights give "
+                                 f"{int(value[tuple(where)])}")
+            changes[tensor] = initial.astype(np.int64)
+            lane_key = f"{key}_lanes"
+            if lane_key in vs.arrays:
+                first, count = layout[(lp.index, tensor)]
+                stored_lanes = vs.arrays[lane_key][0, 0].reshape(-1)
+                if reproducible and not np.array_equal(stored_lanes, lanes[first:first + count]):
+                    raise InputError(f"{lane_key}.hex: initial lane states differ from quant.seed's")
+                lanes[first:first + count] = stored_lanes.astype(np.uint32)
+        layers.append(replace(lp, **changes))
+    model.params = replace(params, layers=tuple(layers))
+    model.lanes = lanes
+    first_layer = params.layers[0]
+    codes = vs.arrays.get("layer0/input")
+    if codes is None or "target" not in vs.arrays:
+        raise InputError(f"{mpath}: the set has no layer0/input or target")
+    shape = tuple(config.network.input_shape)
+    x = first_layer.fmts.input.to_float(codes).reshape(codes.shape[:2] + shape)
+    vectors = simulate(model, x, vs.arrays["target"])
+    return vectors, notes
+
+
+def verify(root: Path, checkpoint: Path | None = None) -> tuple[Mismatch | None, VectorSet, Vectors, list[str]]:
+    """Load and check a set, re-run the model; (first mismatch or None, set, re-run, notes)."""
+    vs = load_vectors(root)
+    vectors, notes = rerun_model(vs, checkpoint)
+    expected = {e.key: e.fmt for e in vectors.entries}
+    for entry in vs.entries:
+        key = entry["npz_key"]
+        if key in expected:
+            fmt = _entry_format(entry, f"{vs.root / MANIFEST}: {entry['path']}")
+            if (fmt.signed, fmt.bits, fmt.frac) != (expected[key].signed, expected[key].bits, expected[key].frac):
+                raise InputError(f"{vs.root / MANIFEST}: {entry['path']}.format = {fmt.describe_short()} but the "
+                                 f"config's model stores it as {expected[key].describe_short()}")
+    return first_mismatch(vs, vectors), vs, vectors, notes

@@ -1,0 +1,196 @@
+"""Reference RTL (rtl/stllr_layer.v) against golden vectors, in two independent simulators.
+
+Cases (rtl/configs/): 8-bit weights / 16-bit states (soft reset, triangle Psi, floor write,
+batch update, saturating accumulator), 4-bit weights / 12-bit states (hard reset, rational
+Psi LUT, stochastic write, online update, exact bias, leak shift, wrapping accumulator),
+and the project's default formats (no bias, alpha_post = 0). All with k = 3 or 4 < T = 8.
+
+* Icarus + cocotb: every record of every step compared bit for bit (rtl/cocotb_stllr_layer.py);
+* Verilator: the self-checking $readmemh testbench (rtl/tb_stllr_layer.sv) built with
+  ``verilator --binary``; it also has to FAIL on a changed word and on a short file;
+* ``verilator --lint-only -Wall`` clean; Yosys ``synth; check -assert`` (narrowest case).
+
+A missing tool skips its tests with the install command. Cycles simulated and wall times
+go to the test output and to runs/rtl_sim/<test>.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtl_export import hexio
+from rtl_export.golden import golden
+from rtl_export.model import build_model
+from rtl_export.params import export_params, parameter_values
+from rtl_export.sim import (
+    SimError,
+    lint_verilator,
+    missing,
+    package_values,
+    run_icarus,
+    run_verilator,
+    run_yosys,
+)
+from stllr.config import config_to_dict, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "rtl" / "configs"
+SAMPLES, STEPS, DENSITY = 3, 8, 0.5
+CASES = ("w8_m16", "w4_m12", "defaults")
+RESULTS = ROOT / "runs" / "rtl_sim"
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """name -> (golden dir, params dir, parameter values of layer 0), built on first use."""
+    built = {}
+
+    def get(name: str):
+        if name not in built:
+            path = CONFIGS / f"layer_{name}.yaml"
+            config = load_config(path)
+            data = config_to_dict(config)
+            root = tmp_path_factory.mktemp(name)
+            golden(config, data, root / "golden", SAMPLES, STEPS, density=DENSITY, seed=1)
+            export_params(config, data, root / "params", steps=STEPS)
+            model, _ = build_model(config)
+            window = config.learning.window
+            built[name] = (root / "golden", root / "params", parameter_values(model, 0, STEPS, window), root)
+        return built[name]
+
+    return get
+
+
+def _record(capsys, name: str, result) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    info = {"tool": result.tool, "cycles": result.cycles, "checks": result.checks,
+            "build_s": round(result.build_s, 2), "run_s": round(result.run_s, 2)}
+    info.update({k: v for k, v in result.details.items() if k in ("cells",)})
+    (RESULTS / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
+    with capsys.disabled():
+        print(f"\n[rtl] {name}: {result.line()}")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_icarus_cocotb_bit_exact(case, cases, tmp_path, capsys):
+    reason = missing("iverilog", "cocotb")
+    if reason:
+        pytest.skip(reason)
+    gold, params, _, _ = cases(case)
+    result = run_icarus(gold, params, tmp_path / "icarus")
+    assert result.cycles > 0 and result.checks > 1000
+    by_kind = result.details["by_kind"]
+    assert by_kind["weight_write"] > 0 and by_kind["accumulator"] > 0 and by_kind["neuron"] > 0
+    _record(capsys, f"icarus_{case}", result)
+
+
+def test_icarus_cocotb_detects_a_changed_value(cases, tmp_path):
+    """The cocotb bench compares with the vectors: one changed accumulator word must fail."""
+    reason = missing("iverilog", "cocotb")
+    if reason:
+        pytest.skip(reason)
+    gold, params, _, _ = cases("w4_m12")
+    copy = tmp_path / "golden"
+    shutil.copytree(gold, copy)
+    with np.load(copy / "golden.npz") as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["layer0/acc_weight"][1, 2, 3, 4] ^= 1
+    (copy / "golden.npz").write_bytes(hexio.encode_npz(arrays))
+    with pytest.raises(SimError, match=r"layer0/acc_weight sample 1 step 7 index \(3, 4\): rtl"):
+        run_icarus(copy, params, tmp_path / "icarus")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_verilator_testbench_bit_exact(case, cases, tmp_path, capsys):
+    reason = missing("verilator")
+    if reason:
+        pytest.skip(reason)
+    gold, params, _, _ = cases(case)
+    copy = tmp_path / "golden"  # the testbench reads its files at run time: give it its own copy
+    shutil.copytree(gold, copy)
+    result = run_verilator(copy, params, tmp_path / "verilator")
+    assert result.cycles > 0 and result.checks > 1000
+    _record(capsys, f"verilator_{case}", result)
+    if case != "w4_m12":
+        return
+    # the same binary must fail on a changed word and on a short file ($readmemh would not)
+    binary = tmp_path / "verilator" / "obj" / "Vtb_stllr_layer"
+    import subprocess
+
+    hexfile = copy / "layer0" / "weight_next.hex"
+    original = hexfile.read_bytes()
+    lines = original.splitlines(True)
+    lines[17] = b"%x\n" % ((int(lines[17], 16) + 1) & 0xF)
+    hexfile.write_bytes(b"".join(lines))
+    out = subprocess.run([str(binary)], cwd=params, capture_output=True, text=True, timeout=120).stdout
+    assert "MISMATCH weight_next sample 0 step 5 index 17" in out and "TB FAIL" in out
+    hexfile.write_bytes(b"".join(original.splitlines(True)[:-1]))
+    proc = subprocess.run([str(binary)], cwd=params, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "weight_next.hex: 863 words, expected 864" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_verilator_lint_clean(case, cases):
+    reason = missing("verilator")
+    if reason:
+        pytest.skip(reason)
+    _, params, _, _ = cases(case)
+    lint_verilator(params)
+
+
+def test_verilator_lint_clean_default_parameters(tmp_path):
+    reason = missing("verilator")
+    if reason:
+        pytest.skip(reason)
+    import subprocess
+
+    proc = subprocess.run(["verilator", "--lint-only", "-Wall", str(ROOT / "rtl" / "stllr_layer.v")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0 and not proc.stderr.strip(), proc.stderr
+
+
+def test_yosys_synth_check(cases, tmp_path, capsys):
+    reason = missing("yosys")
+    if reason:
+        pytest.skip(reason)
+    _, params, values, _ = cases("w4_m12")
+    assert package_values(params) == {k: v for k, v in values.items() if k in package_values(params)}
+    result = run_yosys(params, package_values(params), tmp_path / "yosys")
+    assert result.details["cells"] and result.details["cells"] > 1000
+    _record(capsys, "yosys_w4_m12", result)
+
+
+def test_second_hidden_layer_and_cli_sim(tmp_path, capsys):
+    """Layer 1 of a 3-layer network (spike input from layer 0, hard reset), through `rtl-export sim`."""
+    reason = missing("iverilog", "cocotb")
+    if reason:
+        pytest.skip(reason)
+    import yaml
+
+    from rtl_export.cli import main
+
+    config = yaml.safe_load((CONFIGS / "layer_w8_m16.yaml").read_text())
+    config["network"]["layers"] = [{"kind": "linear", "size": 10}, {"kind": "linear", "size": 7, "reset": "hard"},
+                                   {"kind": "readout", "size": 3, "beta": 0.9}]
+    config["quant"]["layers"] = {1: {"update": "s12.6"}}
+    path = tmp_path / "deep.yaml"
+    path.write_text(yaml.safe_dump(config))
+    gold, params = tmp_path / "golden", tmp_path / "params"
+    assert main(["golden", "--net", str(path), "--samples", "2", "--steps", "8", "--random-density", "0.6",
+                 "--out", str(gold)]) == 0
+    assert main(["params", "--net", str(path), "--steps", "8", "--out", str(params)]) == 0
+    capsys.readouterr()
+    code = main(["sim", str(gold), str(params), "--layer", "1", "--build", str(tmp_path / "b"), "--tools", "icarus"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("icarus+cocotb: ") and "values checked" in out
+    with capsys.disabled():
+        print(f"\n[rtl] icarus_layer1: {out.strip()}")
+    # a pair that does not belong together is refused before simulating
+    code = main(["sim", str(gold), str(params), "--layer", "2", "--tools", "icarus"])
+    assert code == 2 and "layer 2: rtl/stllr_layer.v does not implement it" in capsys.readouterr().err
