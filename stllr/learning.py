@@ -75,9 +75,8 @@ def _learning_signals(net: SpikingNetwork, records, target, loss_t: torch.Tensor
     readout_index = len(net.layers) - 1
     y = records[-1].output
     if mode == "bp":
-        wanted = [i for i in indices]
-        grads = torch.autograd.grad(loss_t, [records[i].output for i in wanted])
-        return dict(zip(wanted, grads))
+        grads = torch.autograd.grad(loss_t, [records[i].output for i in indices])
+        return dict(zip(indices, grads))
     error = output_error(y.detach(), target, kind) * scale
     feedback_error = error.sign() if mode == "sdfa" else error
     signals = {}
