@@ -1,4 +1,5 @@
-"""numba kernels of the integer model: the loops over synapses, nothing else.
+"""numba kernels of the integer model: the loops over synapses, and fused element-wise
+passes that the network shell uses instead of chains of numpy operations.
 
 Every layer is seen through one geometry: the synapses of output channel ``o`` at
 output position ``p`` read input element ``idx[tap, p]`` through weight ``W[o, tap]``
@@ -10,9 +11,18 @@ All arithmetic is exact int64 (the config checks that no intermediate exceeds 53
 rounding uses :func:`fixedpoint.rounding.shift_right_round_int` and random bits come from
 :func:`fixedpoint.rng.random_bits_int`. Kernels skip zero operands (event-driven) and
 return how many operations they executed, so counting costs nothing per synapse.
+
+Speed (docs/bench_int_speed.md): dense layers (``P = 1``) take dedicated paths in
+:func:`synaptic_current` (batch > 1) and :func:`accumulate_update`; the fused passes
+(:func:`round_overflow`, :func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`)
+give the bits of the numpy path in ``fixedpoint.network`` and report when that path must
+run instead (an overflow under ``raise``, a value outside the rounding contract, a value
+off the input grid), so errors and their messages come from one place.
 """
 
 from __future__ import annotations
+
+import math
 
 import numba
 import numpy as np
@@ -28,9 +38,13 @@ def synaptic_current(weight, x, idx, out):
     weight (C_out, taps) int64; x (B, n_in) int64; idx (taps, P) int64; out (B, C_out, P).
     Returns the number of input events (non-zero (b, tap, p) operands); each event
     executes C_out accumulates (adds of a weight when x is a spike, MACs otherwise).
+    Dense layers (P = 1) with B > 1 take :func:`_synaptic_current_dense` (same sums,
+    exact int64, so the same bits).
     """
     batch, n_pos = out.shape[0], out.shape[2]
     n_out, taps = weight.shape
+    if n_pos == 1 and batch > 1:
+        return _synaptic_current_dense(weight, x, idx, out)
     events = 0
     for b in range(batch):
         for p in range(n_pos):
@@ -44,6 +58,49 @@ def synaptic_current(weight, x, idx, out):
                 events += 1
                 for o in range(n_out):
                     out[b, o, p] += weight[o, t] * xv
+    return events
+
+
+@numba.njit(cache=True)
+def _synaptic_current_dense(weight, x, idx, out):
+    """synaptic_current for P = 1, tap-major: each weight column with at least one event
+    in the batch is read once (strided) into a contiguous buffer, then added into the
+    contiguous per-sample accumulator rows of every sample that has that input active."""
+    batch, n_out = out.shape[0], out.shape[1]
+    taps = weight.shape[1]
+    col = np.empty(n_out, np.int64)
+    acc = np.zeros((batch, n_out), np.int64)
+    rows = np.empty(batch, np.int64)
+    vals = np.empty(batch, np.int64)
+    events = 0
+    for t in range(taps):
+        j = idx[t, 0]
+        if j < 0:
+            continue
+        k = 0
+        for b in range(batch):
+            xv = x[b, j]
+            if xv != 0:
+                rows[k] = b
+                vals[k] = xv
+                k += 1
+        if k == 0:
+            continue
+        events += k
+        for o in range(n_out):
+            col[o] = weight[o, t]
+        for i in range(k):
+            b = rows[i]
+            xv = vals[i]
+            if xv == 1:
+                for o in range(n_out):
+                    acc[b, o] += col[o]
+            else:
+                for o in range(n_out):
+                    acc[b, o] += col[o] * xv
+    for b in range(batch):
+        for o in range(n_out):
+            out[b, o, 0] += acc[b, o]
     return events
 
 
@@ -81,9 +138,13 @@ def accumulate_update(causal, pre, noncausal, x, idx, causal_shift, noncausal_sh
     computed exactly, then rounded by ``shift`` (mode code) once per sample and synapse.
     ``noncausal`` may have size 0 (alpha_post = 0). Zero factors and zero pre-synaptic
     values are skipped. Returns (causal products, non-causal adds, rounded contributions).
+    Dense layers (P = 1) take :func:`_accumulate_update_dense` (same bits and counts).
     """
     batch, n_out, n_pos = causal.shape
     taps = idx.shape[0]
+    if n_pos == 1 and 0 <= mode <= 3:  # an unknown code raises below, as it always did
+        return _accumulate_update_dense(causal, pre, noncausal, x, idx, causal_shift, noncausal_shift, shift, mode,
+                                        total)
     use_nc = noncausal.size > 0
     n_causal = 0
     n_noncausal = 0
@@ -128,6 +189,113 @@ def accumulate_update(causal, pre, noncausal, x, idx, causal_shift, noncausal_sh
     return n_causal, n_noncausal, n_contrib
 
 
+@numba.njit(cache=True, inline="always")
+def _round_positive_shift(v, s, mode, mask, half):
+    """shift_right_round_int(v, s, mode, 0) for s > 0, branch-free (vectorizes).
+
+    Stochastic with random bits 0 is floor, as in shift_right_round_int."""
+    q = v >> s
+    if mode == 1:  # nearest_even
+        r = v & mask
+        return q + ((r > half) | ((r == half) & ((q & 1) == 1)))
+    if mode == 2:  # nearest_away
+        r = v & mask
+        return q + ((r > half) | ((r == half) & (q >= 0)))
+    return q
+
+
+@numba.njit(cache=True)
+def _accumulate_update_dense(causal, pre, noncausal, x, idx, causal_shift, noncausal_shift, shift, mode, total):
+    """accumulate_update for P = 1 without per-sample scratch matrices.
+
+    With one position, c_b[o, tap] = (m q_j << causal_shift) + (n x_j << noncausal_shift)
+    is final as formed, so it is rounded and added to total at once. A zero term adds
+    round(0) = 0 in every mode, so rows with m != 0 run over all taps (vectorized) and
+    rows with only n != 0 over the taps whose x_j != 0; the counts of the skipping
+    kernel (products with q_j != 0, adds with x_j != 0, synapses with either) come
+    from per-sample counts of non-zero q_j, x_j and both.
+    """
+    batch, n_out = causal.shape[0], causal.shape[1]
+    taps = idx.shape[0]
+    use_nc = noncausal.size > 0
+    qg = np.zeros((batch, taps), np.int64)  # pre[b, idx[tap]] (0 for padding)
+    xg = np.zeros((batch, taps), np.int64)
+    x_taps = np.empty((batch, taps), np.int64)  # taps with x != 0, per sample
+    nq = np.zeros(batch, np.int64)
+    nx = np.zeros(batch, np.int64)
+    nqx = np.zeros(batch, np.int64)
+    for b in range(batch):
+        kq = 0
+        kx = 0
+        kqx = 0
+        for t in range(taps):
+            j = idx[t, 0]
+            if j < 0:
+                continue
+            qv = pre[b, j]
+            qg[b, t] = qv
+            if qv != 0:
+                kq += 1
+            if use_nc:
+                xv = x[b, j]
+                xg[b, t] = xv
+                if xv != 0:
+                    x_taps[b, kx] = t
+                    kx += 1
+                    if qv != 0:
+                        kqx += 1
+        nq[b] = kq
+        nx[b] = kx
+        nqx[b] = kqx
+    n_causal = 0
+    n_noncausal = 0
+    n_contrib = 0
+    s = np.int64(shift)
+    cs = np.int64(causal_shift)
+    ncs = np.int64(noncausal_shift)
+    one = np.int64(1)
+    mask = (one << s) - one if s > 0 else np.int64(0)
+    half = one << (s - one) if s > 0 else np.int64(0)
+    left = -s if s < 0 else np.int64(0)
+    for o in range(n_out):
+        for b in range(batch):
+            c = causal[b, o, 0]
+            nv = noncausal[b, o, 0] if use_nc else np.int64(0)
+            if c == 0 and nv == 0:
+                continue
+            if c != 0 and nv != 0:
+                n_causal += nq[b]
+                n_noncausal += nx[b]
+                n_contrib += nq[b] + nx[b] - nqx[b]
+                if s > 0:
+                    for t in range(taps):
+                        v = ((c * qg[b, t]) << cs) + ((nv * xg[b, t]) << ncs)
+                        total[o, t] += _round_positive_shift(v, s, mode, mask, half)
+                else:
+                    for t in range(taps):
+                        v = ((c * qg[b, t]) << cs) + ((nv * xg[b, t]) << ncs)
+                        total[o, t] += v << left
+            elif c != 0:
+                n_causal += nq[b]
+                n_contrib += nq[b]
+                if s > 0:
+                    for t in range(taps):
+                        v = (c * qg[b, t]) << cs
+                        total[o, t] += _round_positive_shift(v, s, mode, mask, half)
+                else:
+                    for t in range(taps):
+                        v = (c * qg[b, t]) << cs
+                        total[o, t] += v << left
+            else:
+                n_noncausal += nx[b]
+                n_contrib += nx[b]
+                for k in range(nx[b]):
+                    t = x_taps[b, k]
+                    v = (nv * xg[b, t]) << ncs
+                    total[o, t] += shift_right_round_int(v, s, mode, 0)
+    return n_causal, n_noncausal, n_contrib
+
+
 @numba.njit(cache=True)
 def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
     """out = round((W << weight_left) - (eta * acc << update_left), weight_left) elementwise.
@@ -151,3 +319,193 @@ def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
                 lanes[i], r = random_bits_int(lanes[i], 32)
                 r = r << (weight_left - 32)
         out[i] = shift_right_round_int(wide, weight_left, mode, r)
+
+
+@numba.njit(cache=True)
+def grid_codes(values, scale, inv_scale, lo, hi, out):
+    """out[i] = values[i] * scale (scale = 2**frac, inv_scale = 2**-frac) when every
+    value lies exactly on the grid 2**-frac and its code within [lo, hi]; returns False
+    (out then unusable) if any value does not (off the grid, out of range, NaN, inf).
+    Such values quantize to exactly this code in every rounding mode with no overflow
+    event, so the caller may skip the general quantizer; otherwise it must run it.
+    Scaling by a power of two is correctly rounded like ldexp, and the round trip
+    back to the value proves it exact. Branch-free, so it vectorizes."""
+    ok = True
+    for i in range(values.size):
+        v = values[i]
+        s = v * scale
+        good = (s >= lo) & (s <= hi) & (math.floor(s) == s) & (s * inv_scale == v)
+        ok &= good
+        out[i] = np.int64(s) if good else np.int64(0)
+    return ok
+
+
+@numba.njit(cache=True, inline="always")
+def _round_overflow_one(v, s, mode, mask, half, lo, hi, policy, low_bits, sign_bit, period, signed):
+    """One element of round_overflow: (code, 1 if out of [lo, hi] else 0), branch-light."""
+    if s > 0:
+        q = v >> s  # floor (and stochastic with zero random bits, never passed here)
+        r = v & mask
+        if mode == 1:  # nearest_even
+            q += (r > half) | ((r == half) & ((q & 1) == 1))
+        elif mode == 2:  # nearest_away
+            q += (r > half) | ((r == half) & (q >= 0))
+    elif s < 0:
+        q = v << (-s)
+    else:
+        q = v
+    event = (q < lo) | (q > hi)
+    if policy == 0:  # saturate
+        q = min(max(q, lo), hi)
+    elif policy == 1:  # wrap: the low bits, sign-extended
+        w = q & low_bits
+        if signed:
+            w = w - period * (w >= sign_bit)
+        q = w if event else q
+    return q, event
+
+
+@numba.njit(cache=True, inline="always")
+def _out_of_contract(v, check, limit, left):
+    """True where shift_right_round would raise: |v| >= 2**62, or v << -s leaves int64."""
+    return check & ((v >= limit) | (v <= -limit) | (v >= left) | (v < -left))
+
+
+@numba.njit(cache=True)
+def round_overflow(values, shift, mode, lo, hi, policy, bits, signed, out):
+    """out = overflow(shift_right_round(values, shift, mode)) in one pass; returns
+    (events, ok). Same bits as fixedpoint.rounding.shift_right_round followed by
+    fixedpoint.overflow.apply_overflow for modes 0..2 (the caller does not pass
+    stochastic) and policies 0 (saturate) and 1 (wrap); under 2 (raise) values are only
+    counted. ok is False where shift_right_round would raise (a value at or beyond
+    2**62 in magnitude when shift != 0, or a left shift that leaves int64); out is then
+    unusable and the caller runs the numpy path, which raises. values and out may be
+    the same array.
+    """
+    s = np.int64(shift)
+    one = np.int64(1)
+    limit = one << np.int64(62)
+    left = one << (np.int64(63) + s) if s < 0 else limit
+    check = s != 0
+    mask = (one << s) - one if s > 0 else np.int64(0)
+    half = one << (s - one) if s > 0 else np.int64(0)
+    period = one << np.int64(bits)
+    low_bits = period - one
+    sign_bit = one << np.int64(bits - 1)
+    events = 0
+    bad = False
+    for i in range(values.size):
+        v = values[i]
+        bad |= _out_of_contract(v, check, limit, left)
+        q, event = _round_overflow_one(v, s, mode, mask, half, lo, hi, policy, low_bits, sign_bit, period, signed)
+        events += event
+        out[i] = q
+    if bad:
+        return 0, False
+    return events, True
+
+
+@numba.njit(cache=True)
+def trace_step(trace, decay, trace_left, value, value_left, shift, mode, lo, hi, policy, bits, signed, out):
+    """out = round_overflow((decay * trace << trace_left) + (value << value_left), ...)
+    for 2-d trace and value of one shape (out: same shape); returns (events, ok,
+    non-zero values), events and ok as in round_overflow."""
+    rows, cols = trace.shape
+    s = np.int64(shift)
+    one = np.int64(1)
+    limit = one << np.int64(62)
+    left = one << (np.int64(63) + s) if s < 0 else limit
+    check = s != 0
+    mask = (one << s) - one if s > 0 else np.int64(0)
+    half = one << (s - one) if s > 0 else np.int64(0)
+    period = one << np.int64(bits)
+    low_bits = period - one
+    sign_bit = one << np.int64(bits - 1)
+    events = 0
+    nonzero = 0
+    bad = False
+    for b in range(rows):
+        for i in range(cols):
+            x = value[b, i]
+            nonzero += x != 0
+            v = ((decay * trace[b, i]) << trace_left) + (x << value_left)
+            bad |= _out_of_contract(v, check, limit, left)
+            q, event = _round_overflow_one(v, s, mode, mask, half, lo, hi, policy, low_bits, sign_bit, period, signed)
+            events += event
+            out[b, i] = q
+    if bad:
+        return 0, False, 0
+    return events, True, nonzero
+
+
+@numba.njit(cache=True)
+def lif_forward(syn, syn_left, rec, rec_left, bias, bias_left, cur_shift, cur_mode, cur_lo, cur_hi, cur_policy,
+                cur_bits, cur_signed, beta, membrane, leak_left, join_left, mem_shift, mem_mode, mem_lo, mem_hi,
+                mem_policy, mem_bits, mem_signed, theta, spiking, soft, current, u, spikes, v):
+    """The element-wise part of one layer step, fused (same bits as the numpy path in
+    fixedpoint.network.int_layer_step):
+
+        current = round_overflow((syn << syn_left) + (rec << rec_left) + (bias << bias_left), cur_shift)
+        u       = round_overflow((beta * membrane << leak_left) + (current << join_left), mem_shift)
+        spikes  = u - theta > 0;  v = overflow(u - theta spikes) (soft) or (spikes ? 0 : u) (hard)
+
+    syn, membrane (B, n); rec (B, n) or empty; bias (n,) or empty. spikes and v are
+    written only when ``spiking``. Returns (current events, u events, v events, spikes,
+    ok); ok as in round_overflow (outputs unusable when False)."""
+    rows, cols = syn.shape
+    use_rec = rec.size > 0
+    use_bias = bias.size > 0
+    one = np.int64(1)
+    limit = one << np.int64(62)
+    cs = np.int64(cur_shift)
+    c_left = one << (np.int64(63) + cs) if cs < 0 else limit
+    c_check = cs != 0
+    c_mask = (one << cs) - one if cs > 0 else np.int64(0)
+    c_half = one << (cs - one) if cs > 0 else np.int64(0)
+    c_period = one << np.int64(cur_bits)
+    c_low = c_period - one
+    c_sign = one << np.int64(cur_bits - 1)
+    ms = np.int64(mem_shift)
+    m_left = one << (np.int64(63) + ms) if ms < 0 else limit
+    m_check = ms != 0
+    m_mask = (one << ms) - one if ms > 0 else np.int64(0)
+    m_half = one << (ms - one) if ms > 0 else np.int64(0)
+    m_period = one << np.int64(mem_bits)
+    m_low = m_period - one
+    m_sign = one << np.int64(mem_bits - 1)
+    zero = np.int64(0)
+    cur_events = 0
+    u_events = 0
+    v_events = 0
+    n_spikes = 0
+    bad = False
+    for b in range(rows):
+        for i in range(cols):
+            w = syn[b, i] << syn_left
+            if use_rec:
+                w += rec[b, i] << rec_left
+            if use_bias:
+                w += bias[i] << bias_left
+            bad |= _out_of_contract(w, c_check, limit, c_left)
+            cur, event = _round_overflow_one(w, cs, cur_mode, c_mask, c_half, cur_lo, cur_hi, cur_policy, c_low,
+                                             c_sign, c_period, cur_signed)
+            cur_events += event
+            current[b, i] = cur
+            w = ((beta * membrane[b, i]) << leak_left) + (cur << join_left)
+            bad |= _out_of_contract(w, m_check, limit, m_left)
+            uu, event = _round_overflow_one(w, ms, mem_mode, m_mask, m_half, mem_lo, mem_hi, mem_policy, m_low,
+                                            m_sign, m_period, mem_signed)
+            u_events += event
+            u[b, i] = uu
+            if spiking:
+                spike = np.int64(uu - theta > 0)
+                n_spikes += spike
+                spikes[b, i] = spike
+                vv = uu - theta * spike if soft else (zero if spike == 1 else uu)
+                vv, event = _round_overflow_one(vv, zero, mem_mode, zero, zero, mem_lo, mem_hi, mem_policy, m_low,
+                                                m_sign, m_period, mem_signed)
+                v_events += event
+                v[b, i] = vv
+    if bad:
+        return 0, 0, 0, 0, False
+    return cur_events, u_events, v_events, n_spikes, True

@@ -34,10 +34,19 @@ from fixedpoint.config import (
     layer_constants,
     layer_formats,
 )
-from fixedpoint.counters import OpCounter
+from fixedpoint.counters import KINDS, PHASES, OpCounter
 from fixedpoint.formats import FixedFormat
-from fixedpoint.kernels import accumulate_update, synaptic_current, transpose_mac, weight_write
-from fixedpoint.overflow import OverflowCounter, apply_overflow
+from fixedpoint.kernels import (
+    accumulate_update,
+    grid_codes,
+    lif_forward,
+    round_overflow,
+    synaptic_current,
+    trace_step,
+    transpose_mac,
+    weight_write,
+)
+from fixedpoint.overflow import OverflowCounter, apply_overflow, overflow_code
 from fixedpoint.rng import next_states, seed_lanes
 from fixedpoint.rounding import mode_code, shift_right_round
 from stllr.errors import InputError
@@ -65,6 +74,18 @@ class Geometry:
 
 def dense_geometry(n_in: int, n_out: int) -> Geometry:
     return Geometry(n_in, n_out, 1, np.arange(n_in, dtype=np.int64).reshape(n_in, 1))
+
+
+_DENSE_IDX: dict[int, np.ndarray] = {}
+
+
+def _dense_idx(n: int) -> np.ndarray:
+    """dense_geometry(n, n).idx, built once per size (the recurrent synapses); private: only
+    the kernels read it, nothing writes it."""
+    idx = _DENSE_IDX.get(n)
+    if idx is None:
+        idx = _DENSE_IDX[n] = dense_geometry(n, n).idx
+    return idx
 
 
 def conv_geometry(in_shape, out_shape, kernel: int, stride: int, padding: int) -> Geometry:
@@ -161,10 +182,24 @@ class StepContext:
     ops: OpCounter | None = None
     traces: bool = True
     log: dict | None = None  # (t, layer, tensor) -> int64 array, when recording
+    # counts held back until flush_counts() (IntNetwork.run); None: straight into ops
+    pending: dict | None = field(default=None, repr=False, compare=False)
 
     def count(self, layer: str, phase: str, kind: str, width, n, tensor: str = "") -> None:
         if self.ops is not None:
-            self.ops.add(layer, phase, kind, width, int(n), tensor)
+            n = int(n)
+            if self.pending is None or n < 0 or phase not in PHASES or kind not in KINDS:
+                self.ops.add(layer, phase, kind, width, n, tensor)  # (validates and raises now)
+                return
+            key = (layer, phase, kind, width, tensor)
+            self.pending[key] = self.pending.get(key, 0) + n
+
+    def flush_counts(self) -> None:
+        """Add the held-back counts to ops (the same totals as adding them one by one)."""
+        if self.pending:
+            for (layer, phase, kind, width, tensor), n in self.pending.items():
+                self.ops.add(layer, phase, kind, width, n, tensor)
+            self.pending.clear()
 
     def put(self, layer: str, tensor: str, value) -> None:
         if self.log is not None and value is not None:
@@ -176,6 +211,18 @@ class StepContext:
 
 def _requant(values: np.ndarray, shift: int, fmt: FixedFormat, tensor: str, ctx: StepContext) -> np.ndarray:
     """round(values / 2**shift) in fmt's rounding, then fmt's overflow policy (counted)."""
+    v = values if isinstance(values, np.ndarray) else np.asarray(values)
+    if (v.ndim and v.dtype == np.int64 and fmt.rounding != "stochastic" and isinstance(shift, (int, np.integer))
+            and not isinstance(shift, bool) and -62 <= shift <= 62):
+        # one numba pass; the numpy path below stays for what it reports (raise, bad values)
+        out = np.empty(v.shape, np.int64)
+        events, ok = round_overflow(np.ascontiguousarray(v).reshape(-1), int(shift), mode_code(fmt.rounding),
+                                    fmt.min_int, fmt.max_int, overflow_code(fmt.overflow), fmt.bits, fmt.signed,
+                                    out.reshape(-1))
+        if ok and not (events and fmt.overflow == "raise"):
+            if ctx.overflow is not None:
+                ctx.overflow.record(tensor, fmt, events=int(events), elements=int(v.size))
+            return out
     rounded = shift_right_round(values, shift, fmt.rounding) if shift else np.asarray(values, np.int64)
     out, _ = apply_overflow(rounded, fmt, tensor=tensor, step=ctx.t, counter=ctx.overflow)
     return out
@@ -207,13 +254,75 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
     """trace = round(decay * trace + value) into trace_fmt: one rounding of the exact sum."""
     d = lp.fmts.decay.frac
     frac = max(d + trace_fmt.frac, value_fmt_frac)
-    wide = _align(decay * trace, d + trace_fmt.frac, frac) + _align(value, value_fmt_frac, frac)
-    out = _requant(wide, frac - trace_fmt.frac, trace_fmt, f"{lp.name}.{tensor}", ctx)
+    name = f"{lp.name}.{tensor}"
+    shift = frac - trace_fmt.frac
+    out = None
+    if (trace.ndim == 2 and isinstance(value, np.ndarray) and value.shape == trace.shape
+            and trace.dtype == np.int64 and value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
+            and -62 <= shift <= 62):
+        # one numba pass (exact sum, rounding, overflow); the numpy path below reports what it raises
+        out = np.empty(trace.shape, np.int64)
+        events, ok, nonzero = trace_step(trace, decay, frac - d - trace_fmt.frac, value, frac - value_fmt_frac, shift,
+                                         mode_code(trace_fmt.rounding), trace_fmt.min_int, trace_fmt.max_int,
+                                         overflow_code(trace_fmt.overflow), trace_fmt.bits, trace_fmt.signed, out)
+        if ok and not (events and trace_fmt.overflow == "raise"):
+            if ctx.overflow is not None:
+                ctx.overflow.record(name, trace_fmt, events=int(events), elements=int(out.size))
+        else:
+            out = None
+    if out is None:
+        wide = _align(decay * trace, d + trace_fmt.frac, frac) + _align(value, value_fmt_frac, frac)
+        out = _requant(wide, shift, trace_fmt, name, ctx)
+        nonzero = np.count_nonzero(value)
     _count_const(ctx, lp.name, "traces", decay, lp.fmts.decay, trace_fmt, trace.size)
-    ctx.count(lp.name, "traces", "add", trace_fmt.bits, np.count_nonzero(value))
+    ctx.count(lp.name, "traces", "add", trace_fmt.bits, nonzero)
     ctx.count(lp.name, "traces", "read", trace_fmt.bits, trace.size, tensor)
     ctx.count(lp.name, "traces", "write", trace_fmt.bits, trace.size, tensor)
     return out
+
+
+def _fusable(fmt: FixedFormat, shift: int) -> bool:
+    return fmt.rounding != "stochastic" and -62 <= shift <= 62
+
+
+def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, frac0: int, frac1: int, ctx: StepContext):
+    """current, u (and spikes, v, spike count) of int_layer_step in one numba pass
+    (kernels.lif_forward), or None where the numpy path must run: an unusual dtype or
+    shift, stochastic rounding, or anything that path reports (an overflow under
+    `raise`, a value out of the rounding contract). Records the overflow events as
+    the numpy path does: current, membrane (u), membrane (v)."""
+    f, c, name = lp.fmts, lp.const, lp.name
+    fcur, fmem = f.current, f.membrane
+    cur_shift, mem_shift = frac0 - fcur.frac, frac1 - fmem.frac
+    arrays = [syn, state.membrane] + [a for a in (rec, bias) if a is not None]
+    if (any(a.dtype != np.int64 for a in arrays) or state.membrane.shape != syn.shape
+            or not (_fusable(fcur, cur_shift) and _fusable(fmem, mem_shift))):
+        return None
+    shape = syn.shape
+    current, u = np.empty(shape, np.int64), np.empty(shape, np.int64)
+    spiking = lp.spiking
+    spikes = np.empty(shape if spiking else (0, 0), np.int64)
+    v = np.empty(shape if spiking else (0, 0), np.int64)
+    empty1, empty2 = np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
+    cur_events, u_events, v_events, n_spikes, ok = lif_forward(
+        syn, frac0 - f.weight.frac - f.input.frac, empty2 if rec is None else rec, frac0 - f.weight.frac,
+        empty1 if bias is None else bias, frac0 - f.bias.frac,
+        cur_shift, mode_code(fcur.rounding), fcur.min_int, fcur.max_int, overflow_code(fcur.overflow), fcur.bits,
+        fcur.signed, c.beta, state.membrane, frac1 - f.leak.frac - fmem.frac, frac1 - fcur.frac,
+        mem_shift, mode_code(fmem.rounding), fmem.min_int, fmem.max_int, overflow_code(fmem.overflow), fmem.bits,
+        fmem.signed, c.theta, spiking, lp.reset == "soft", current, u, spikes, v)
+    if not ok or (cur_events and fcur.overflow == "raise") or (
+            (u_events or v_events) and fmem.overflow == "raise"):
+        return None
+    if ctx.overflow is not None:
+        n = int(current.size)
+        ctx.overflow.record(f"{name}.current", fcur, events=int(cur_events), elements=n)
+        ctx.overflow.record(f"{name}.membrane", fmem, events=int(u_events), elements=n)
+        if spiking:
+            ctx.overflow.record(f"{name}.membrane", fmem, events=int(v_events), elements=n)
+    if not spiking:
+        return current, u, None, None, None
+    return current, u, spikes, v, int(n_spikes)
 
 
 # ------------------------------------------------------------------------- layer step
@@ -236,23 +345,34 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     syn_kind = ("syn_add", str(f.current.bits)) if f.binary_input else ("mac", f"{f.weight.bits}x{f.input.bits}")
     ctx.count(name, "forward", syn_kind[0], syn_kind[1], events * g.channels)
     ctx.count(name, "forward", "read", f.weight.bits, events * g.channels, "weight")
-    wide = _align(acc.reshape(batch, n_out), fw + fx, frac0)
+    syn = acc.reshape(batch, n_out)
+    rec = bias = None
     if lp.kind == "recurrent":
         rec = np.zeros((batch, n_out, 1), np.int64)
-        rec_events = synaptic_current(lp.rec_weight, state.prev_spikes, dense_geometry(n_out, n_out).idx, rec)
+        rec_events = synaptic_current(lp.rec_weight, state.prev_spikes, _dense_idx(n_out), rec)
         ctx.count(name, "forward", "syn_add", f.current.bits, rec_events * n_out)
         ctx.count(name, "forward", "read", f.weight.bits, rec_events * n_out, "rec_weight")
-        wide = wide + _align(rec.reshape(batch, n_out), fw, frac0)
+        rec = rec.reshape(batch, n_out)
     if lp.bias is not None:
-        wide = wide + _align(np.repeat(lp.bias, g.positions), fb, frac0)[None, :]
+        bias = lp.bias if g.positions == 1 else np.repeat(lp.bias, g.positions)
         ctx.count(name, "forward", "add", f.current.bits, batch * n_out)
         ctx.count(name, "forward", "read", f.bias.bits, batch * n_out, "bias")
-    current = _requant(wide, frac0 - f.current.frac, f.current, f"{name}.current", ctx)
-    # -- membrane: u = round(beta * v + current), one rounding into the membrane format
     fl, fm, fc = f.leak.frac, f.membrane.frac, f.current.frac
     frac1 = max(fl + fm, fc)
-    wide = _align(c.beta * state.membrane, fl + fm, frac1) + _align(current, fc, frac1)
-    u = _requant(wide, frac1 - fm, f.membrane, f"{name}.membrane", ctx)
+    fused = _lif_fused(lp, state, syn, rec, bias, frac0, frac1, ctx)
+    if fused is not None:
+        current, u, spikes, v, n_spikes = fused
+    else:  # the reference numpy path (also what reports an overflow under `raise`)
+        wide = _align(syn, fw + fx, frac0)
+        if rec is not None:
+            wide = wide + _align(rec, fw, frac0)
+        if bias is not None:
+            wide = wide + _align(bias, fb, frac0)[None, :]
+        current = _requant(wide, frac0 - f.current.frac, f.current, f"{name}.current", ctx)
+        # -- membrane: u = round(beta * v + current), one rounding into the membrane format
+        wide = _align(c.beta * state.membrane, fl + fm, frac1) + _align(current, fc, frac1)
+        u = _requant(wide, frac1 - fm, f.membrane, f"{name}.membrane", ctx)
+        spikes = v = n_spikes = None
     n = batch * n_out
     if f.leak_mode == "shift":
         ctx.count(name, "forward", "shift", f.membrane.bits, n)
@@ -279,20 +399,24 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
                 ctx.put(name, "bias_trace", qb)
         return new, record
     # -- spike, reset
-    z = u - c.theta  # exact, one bit wider than the membrane; no overflow possible
-    spikes = (z > 0).astype(np.int64)
+    if spikes is None:
+        z = u - c.theta  # exact, one bit wider than the membrane; no overflow possible
+        spikes = (z > 0).astype(np.int64)
+        n_spikes = int(spikes.sum())
+        if lp.reset == "soft":
+            v = u - c.theta * spikes
+        else:
+            v = np.where(spikes == 1, 0, u)
+        v = _requant(v, 0, f.membrane, f"{name}.membrane", ctx)  # overflow only (no shift)
     ctx.count(name, "forward", "cmp", f.membrane.bits, n)
     if lp.reset == "soft":
-        v = u - c.theta * spikes
-        ctx.count(name, "forward", "add", f.membrane.bits, int(spikes.sum()))
-    else:
-        v = np.where(spikes == 1, 0, u)
-    v, _ = apply_overflow(v, f.membrane, tensor=f"{name}.membrane", step=ctx.t, counter=ctx.overflow)
+        ctx.count(name, "forward", "add", f.membrane.bits, n_spikes)
     ctx.put(name, "spikes", spikes)
     ctx.put(name, "membrane", v)
     new = state._replace(membrane=v, prev_spikes=spikes if lp.kind == "recurrent" else None)
     if not ctx.traces:
         return new, IntRecord(x, current, u, spikes, None, None, None, None, state.prev_spikes, None)
+    z = u - c.theta
     # -- Psi(z)
     absz = np.abs(z)
     if c.psi_kind == "triangle":
@@ -456,7 +580,9 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
         """Weight-shaped sum over the batch of round(m q_j + n x_j), into acc[tensor]."""
         shape = (batch, geometry.channels, geometry.positions)
         frac_e = fm.frac + max(pre_frac, x_frac)
-        total = np.zeros((geometry.channels, geometry.taps), np.int64)
+        # the kernel adds this step's rounded contributions onto a copy of the accumulator
+        # (the same exact int64 sum as acc + (0 + contributions))
+        total = np.array(acc[tensor], dtype=np.int64, order="C", copy=True)
         n_c, n_nc, n_contrib = accumulate_update(
             causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
             geometry.idx, frac_e - fm.frac - pre_frac, frac_e - fm.frac - x_frac, frac_e - fu.frac,
@@ -470,7 +596,7 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
         ctx.count(name, "accumulate", "add", fu.bits, n_contrib)
         ctx.count(name, "accumulate", "read", fu.bits, n_contrib, acc_name)
         ctx.count(name, "accumulate", "write", fu.bits, n_contrib, acc_name)
-        out = _requant(acc[tensor] + total, 0, fu, f"{name}.{acc_name}", ctx)
+        out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
@@ -703,7 +829,29 @@ class IntNetwork:
     # -- runs ---------------------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
         fmt = self.params.layers[0].fmts.input
-        return fmt.quantize(np.asarray(x, np.float64), tensor="input", counter=self.overflow)
+        values = np.asarray(x, np.float64)
+        if fmt.rounding != "stochastic":
+            # fast path: inputs already on the grid and in range (spikes, event counts) quantize
+            # to themselves with no overflow event, whatever the rounding mode
+            codes = np.empty(values.shape, np.int64)
+            if grid_codes(np.ascontiguousarray(values).reshape(-1), math.ldexp(1.0, fmt.frac),
+                          math.ldexp(1.0, -fmt.frac), fmt.min_int, fmt.max_int, codes.reshape(-1)):
+                self.overflow.record("input", fmt, events=0, elements=int(values.size))
+                return codes
+        return fmt.quantize(values, tensor="input", counter=self.overflow)
+
+    def _step_codes(self, x: np.ndarray) -> np.ndarray:
+        """quantize_input(x) for x (B, T, n), time-major and C-contiguous (T, B, n), so each
+        step's block is contiguous for the kernels; the same codes and overflow records."""
+        fmt = self.params.layers[0].fmts.input
+        if fmt.rounding != "stochastic":
+            values = np.ascontiguousarray(np.swapaxes(x, 0, 1), dtype=np.float64)
+            codes = np.empty(values.shape, np.int64)
+            if grid_codes(values.reshape(-1), math.ldexp(1.0, fmt.frac), math.ldexp(1.0, -fmt.frac), fmt.min_int,
+                          fmt.max_int, codes.reshape(-1)):
+                self.overflow.record("input", fmt, events=0, elements=int(values.size))
+                return codes
+        return np.ascontiguousarray(np.swapaxes(self.quantize_input(x), 0, 1))
 
     def etas(self, batch: int, window: int) -> dict[int, int]:
         """eta code per learning layer: lr / (B k), or lr for sDFA hidden layers (the float
@@ -739,27 +887,30 @@ class IntNetwork:
 
         x = np.asarray(x)
         batch, steps = x.shape[0], x.shape[1]
-        codes = self.quantize_input(x.reshape(batch, steps, -1))
+        codes = self._step_codes(x.reshape(batch, steps, -1))  # (T, B, n)
         params = self.params
         start = window_start(steps, params.window) if train else steps
         k = steps - start if train else (steps - window_start(steps, params.window))
         etas = self.etas(batch, k) if train else {}
-        ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None)
+        ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None, pending={})
         state = initial_state(params, batch, self.lanes, traces=train)
         target = None if target is None else np.asarray(target, np.int64)
         ys, spikes = [], [[] for _ in params.layers[:-1]]
-        for t in range(steps):
-            ctx.t = t
-            state, records = int_step(params, state, codes[:, t], ctx)
-            ys.append(records[-1].output)
-            for store, record in zip(spikes, records[:-1]):
-                store.append(record.output)
-            if train and t >= start:
-                state = int_learn_step(params, state, records, target, ctx)
-                if params.update == "online" and apply:
-                    params, state = int_weight_write(params, state, etas, ctx)
-        if train and params.update == "batch" and apply:
-            params, state = int_weight_write(params, state, etas, ctx)
+        try:
+            for t in range(steps):
+                ctx.t = t
+                state, records = int_step(params, state, codes[t], ctx)
+                ys.append(records[-1].output)
+                for store, record in zip(spikes, records[:-1]):
+                    store.append(record.output)
+                if train and t >= start:
+                    state = int_learn_step(params, state, records, target, ctx)
+                    if params.update == "online" and apply:
+                        params, state = int_weight_write(params, state, etas, ctx)
+            if train and params.update == "batch" and apply:
+                params, state = int_weight_write(params, state, etas, ctx)
+        finally:
+            ctx.flush_counts()  # also when an overflow under `raise` stops the run
         self.params, self.lanes = params, state.lanes
         self.last_state = state
         readout = np.stack(ys, 1)
