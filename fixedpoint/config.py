@@ -342,3 +342,23 @@ def check_exact(where: str, bits: int) -> None:
     if bits > EXACT_BITS:
         raise InputError(f"{where}: intermediate needs {bits} bits, above the {EXACT_BITS}-bit limit of the "
                          "exact datapath (int64 kernels, float64 emulation); narrow the formats")
+
+
+def eta_code(fmt: FixedFormat, lr: float, batch: int, window: int, unscaled: bool) -> int:
+    """The eta code the weight write multiplies by, in the ``learning_rate`` format.
+
+    eta = lr / (B k) (the float loss averages over batch and window), or lr alone for sDFA
+    hidden layers (the float sDFA signal sign(error) carries no 1/(B k)); quantized
+    nearest-even. A value the format cannot hold, or one that rounds to 0, is an error.
+    """
+    value = lr if unscaled else lr / (batch * window)
+    plain = fmt.replace(rounding="nearest_even", overflow="saturate")
+    try:
+        plain.check_fits("train.lr / (batch * window) (quant.learning_rate)", value)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    code = int(plain.quantize(value))
+    if code == 0:
+        raise InputError(f"train.lr / (batch * window) = {value!r} quantizes to 0 in "
+                         f"quant.learning_rate {fmt.describe_short()}")
+    return code

@@ -30,6 +30,7 @@ from fixedpoint.config import (
     check_exact,
     check_layer_indices,
     check_learning,
+    eta_code,
     ib,
     layer_constants,
     layer_formats,
@@ -859,19 +860,8 @@ class IntNetwork:
         out = {}
         readout = len(self.params.layers) - 1
         for i in self.params.learners:
-            fmt = self.params.layers[i].fmts.learning_rate
             unscaled = self.params.learning_signal == "sdfa" and i != readout
-            value = self.lr if unscaled else self.lr / (batch * window)
-            plain = fmt.replace(rounding="nearest_even", overflow="saturate")
-            try:
-                plain.check_fits("train.lr / (batch * window) (quant.learning_rate)", value)
-            except ValueError as error:
-                raise InputError(str(error)) from None
-            code = int(plain.quantize(value))
-            if code == 0:
-                raise InputError(f"train.lr / (batch * window) = {value!r} quantizes to 0 in "
-                                 f"quant.learning_rate {fmt.describe_short()}")
-            out[i] = code
+            out[i] = eta_code(self.params.layers[i].fmts.learning_rate, self.lr, batch, window, unscaled)
         return out
 
     def update_scale(self, index: int, batch: int, window: int) -> float:

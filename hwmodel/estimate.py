@@ -24,7 +24,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from fixedpoint.config import LayerConstants, LayerFormats, SPIKES, layer_constants, layer_formats
+from fixedpoint.config import LayerConstants, LayerFormats, SPIKES, eta_code, layer_constants, layer_formats
 from fixedpoint.counters import KINDS, PHASES, OpKey
 from hwmodel.config import HardwareConfig, ModelInputs, window_of
 from hwmodel.energy import linear_energy, parse_width, product_energy, sram_pj_per_bit
@@ -144,19 +144,8 @@ def eta_codes(layers: list[LayerInfo], config, batch: int, window: int, learners
     readout = len(layers) - 1
     out = {}
     for i in learners:
-        fmt = layers[i].fmts.learning_rate
         unscaled = config.learning.learning_signal == "sdfa" and i != readout
-        value = config.train.lr if unscaled else config.train.lr / (batch * window)
-        plain = fmt.replace(rounding="nearest_even", overflow="saturate")
-        try:
-            plain.check_fits("train.lr / (batch * window) (quant.learning_rate)", value)
-        except ValueError as error:
-            raise InputError(str(error)) from None
-        code = int(plain.quantize(value))
-        if code == 0:
-            raise InputError(f"train.lr / (batch * window) = {value!r} quantizes to 0 in "
-                             f"quant.learning_rate {fmt.describe_short()}")
-        out[i] = code
+        out[i] = eta_code(layers[i].fmts.learning_rate, config.train.lr, batch, window, unscaled)
     return out
 
 
