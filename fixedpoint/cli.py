@@ -103,14 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import sys
+    from stllr.errors import run_cli
 
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except InputError as error:
-        print(f"stllr: error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from stllr.errors import InputError
+from stllr.errors import InputError, run_cli
 
 
 def _load(path: str):
@@ -120,12 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except InputError as error:
-        print(f"rtl-export: error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from stllr.errors import InputError
+from stllr.errors import InputError, run_cli
 
 
 def _overrides(config, args):
@@ -86,12 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except InputError as error:
-        print(f"stllr: error: {error}", file=sys.stderr)
-        return 2
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":
