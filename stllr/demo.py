@@ -78,9 +78,11 @@ def qat_stage(console, out: Path, qat_epochs: int):
     # The chip's loss is mse (no softmax on chip), so the chain starts from a float S-TLLR
     # model trained with that loss: switching from cross-entropy to mse on chip would
     # first undo the readout scale that cross-entropy learned.
+    # Its network is the chip's (configs/digits_int.yaml: triangle Psi, readout beta 0.75).
     base = config_to_dict(load_config(FLOAT_CONFIG))
     base["learning"]["loss"] = "mse"
-    float_config = parse_config(base, f"{FLOAT_CONFIG} (loss: mse)")
+    base["network"] = config_to_dict(int_config)["network"]
+    float_config = parse_config(base, f"{FLOAT_CONFIG} (loss: mse, network of {INT_CONFIG.name})")
     metrics = train(float_config, out / "stllr_mse")
     console.print(f"float S-TLLR with the chip's loss (mse, Adam, {float_config.train.epochs} epochs): "
                   f"test accuracy {100 * metrics['final_test_accuracy']:.2f} %")
