@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from hwmodel.energy import (
@@ -237,15 +236,9 @@ def parse_activity_rates(data, source: str) -> ActivityRates | None:
 
 
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}:{where} not valid YAML") from None
+    from stllr.config import read_yaml as parse_yaml_file
+
+    data = parse_yaml_file(path)
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be a mapping")
     return data

@@ -279,18 +279,23 @@ def _resolve_data_paths(data: DataConfig, base_dir: Path) -> DataConfig:
     return data.model_copy(update=update)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a YAML config; raises :class:`InputError` with one line."""
+def read_yaml(path: str | Path, what: str = "file"):
+    """Parse a YAML file; a missing file or bad YAML is a one-line :class:`InputError`."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: config file not found")
+        raise InputError(f"{path}: {what} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise InputError(f"{path}:{where} not valid YAML") from None
-    return parse_config(data, str(path), base_dir=path.parent)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; raises :class:`InputError` with one line."""
+    path = Path(path)
+    return parse_config(read_yaml(path, "config file"), str(path), base_dir=path.parent)
 
 
 def config_to_dict(config: Config) -> dict:
