@@ -86,7 +86,7 @@ from brevitas.quant.solver.weight import WeightQuantSolver
 from fixedpoint.config import QuantConfig, check_exact, check_layer_indices, ib, layer_constants, layer_formats
 from fixedpoint.formats import FixedFormat
 from stllr.config import LearningConfig, NetworkConfig
-from stllr.functional import decay_trace, psi, spike
+from stllr.functional import decay_trace, spike
 from stllr.layers import (
     LayerState,
     Readout,
@@ -284,23 +284,7 @@ class _QuantizedForward:
         fired = spikes.detach()
         after = u - self.theta_q * fired if p.reset == "soft" else u * (1.0 - fired)
         membrane = self.membrane_quant(after)  # on the grid already: only saturation could act
-        recurrent = self.kind == "recurrent"
-        if not traces:
-            new = state._replace(membrane=membrane, prev_spikes=spikes if recurrent else None)
-            return new, StepRecord(x, spikes, None, None, None, None, state.prev_spikes, None)
-        x_value = x.detach()
-        psi_now = psi(u.detach() - self.theta_q, p.psi)
-        pre_trace = decay_trace(state.pre_trace, p.lambda_pre, x_value)
-        post_trace = decay_trace(state.post_trace, p.lambda_post, psi_now)
-        bias_trace = decay_trace(state.bias_trace, p.lambda_pre, torch.ones_like(state.bias_trace))
-        rec_input = rec_pre_trace = None
-        if recurrent:
-            rec_input = state.prev_spikes.detach()
-            rec_pre_trace = decay_trace(state.rec_pre_trace, p.lambda_pre, rec_input)
-        new = LayerState(membrane, pre_trace, post_trace, bias_trace, spikes if recurrent else None, rec_pre_trace)
-        record = StepRecord(x_value, spikes, psi_now, pre_trace, state.post_trace, bias_trace, rec_input,
-                            rec_pre_trace)
-        return new, record
+        return self.advance(state, x, u, self.theta_q, spikes, membrane, traces)
 
 
 class QATSpikingLinear(_QuantizedForward, SpikingLinear):

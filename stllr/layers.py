@@ -106,26 +106,27 @@ class Layer(nn.Module):
         if self.kind == "recurrent":
             current = current + F.linear(state.prev_spikes, self.rec_weight)
         u, spikes, membrane = lif_step(state.membrane, current, p.beta, p.theta, p.reset, p.psi)
+        return self.advance(state, x, u, p.theta, spikes, membrane, traces)
+
+    def advance(self, state: LayerState, x: torch.Tensor, u: torch.Tensor, theta: float, spikes: torch.Tensor,
+                membrane: torch.Tensor, traces: bool) -> tuple[LayerState, StepRecord]:
+        """The rest of a spiking step, after the neuron: Psi(u - theta) and the traces
+        q, p, q_b (and q_rec of o[t-1]); shared by every model with this layer's record."""
+        p = self.params
+        recurrent = self.kind == "recurrent"
         if not traces:
-            new = state._replace(membrane=membrane, prev_spikes=spikes if self.kind == "recurrent" else None)
+            new = state._replace(membrane=membrane, prev_spikes=spikes if recurrent else None)
             return new, StepRecord(x, spikes, None, None, None, None, state.prev_spikes, None)
         x_value = x.detach()
-        psi_now = psi(u.detach() - p.theta, p.psi)
+        psi_now = psi(u.detach() - theta, p.psi)
         pre_trace = decay_trace(state.pre_trace, p.lambda_pre, x_value)
         post_trace = decay_trace(state.post_trace, p.lambda_post, psi_now)
         bias_trace = decay_trace(state.bias_trace, p.lambda_pre, torch.ones_like(state.bias_trace))
         rec_input = rec_pre_trace = None
-        if self.kind == "recurrent":
+        if recurrent:
             rec_input = state.prev_spikes.detach()
             rec_pre_trace = decay_trace(state.rec_pre_trace, p.lambda_pre, rec_input)
-        new = LayerState(
-            membrane=membrane,
-            pre_trace=pre_trace,
-            post_trace=post_trace,
-            bias_trace=bias_trace,
-            prev_spikes=spikes if self.kind == "recurrent" else None,
-            rec_pre_trace=rec_pre_trace,
-        )
+        new = LayerState(membrane, pre_trace, post_trace, bias_trace, spikes if recurrent else None, rec_pre_trace)
         record = StepRecord(x_value, spikes, psi_now, pre_trace, state.post_trace, bias_trace,
                             rec_input, rec_pre_trace)
         return new, record
