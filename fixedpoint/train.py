@@ -159,7 +159,7 @@ def _json_array(value) -> np.ndarray:
 def save_int_checkpoint(path: Path, model, epoch: int, metrics: dict, config, counters: dict) -> None:
     """Atomic npz: integer arrays, their formats, epoch, config, metrics, counters."""
     from stllr.config import config_to_dict
-    from stllr.train import atomic_write_bytes
+    from stllr.atomic import atomic_write_bytes
 
     payload = dict(state_arrays(model))
     payload["epoch"] = np.array(epoch, np.int64)
@@ -325,7 +325,8 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
     """
     from stllr.config import config_to_dict
     from stllr.data import load_data
-    from stllr.train import atomic_write_text, check_data_matches
+    from stllr.atomic import atomic_write_text
+    from stllr.train import check_data_matches
 
     out_dir = Path(out_dir)
     check_int_config(config)
@@ -377,7 +378,7 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
 
 def _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log, stop_after_epoch):
     """The epoch loop of :func:`int_train`: train, evaluate, checkpoint, metrics."""
-    from stllr.train import atomic_write_text
+    from stllr.atomic import atomic_write_text
 
     eval_overflow = None
     for epoch in range(first_epoch, config.train.epochs):

@@ -61,10 +61,10 @@ def _build(args, modes):
 
 
 def _emit(text: str, out) -> None:
-    from hwmodel.files import write_text_atomic
+    from stllr.atomic import atomic_write_text
 
     if out:
-        write_text_atomic(out, text)
+        atomic_write_text(out, text)
     else:
         sys.stdout.write(text)
 
@@ -142,7 +142,7 @@ def _measure(args) -> int:
 
     from hwmodel.activity import measure_activity
     from hwmodel.config import load_inputs
-    from hwmodel.files import write_json_atomic
+    from stllr.atomic import atomic_write_json
 
     inputs = load_inputs(args.config, None, args.steps)
     config, quant = inputs.config, inputs.quant
@@ -163,7 +163,7 @@ def _measure(args) -> int:
     model = IntNetwork.from_float(net, quant, lr=config.train.lr)
     payload, _ = measure_activity(model, config, quant, x.reshape(x.shape[0], x.shape[1], *config.network.input_shape),
                                   y, train=not args.inference)
-    write_json_atomic(args.out, payload)
+    atomic_write_json(args.out, payload)
     print(f"hwmodel: wrote {args.out} ({payload['run']['mode']}, B={payload['run']['batch']}, "
           f"T={payload['run']['steps']})")
     return 0

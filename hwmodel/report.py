@@ -376,7 +376,7 @@ def plot(est: Estimate, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from hwmodel.files import atomic_path
+    from stllr.atomic import atomic_path
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     modes = list(est.results)

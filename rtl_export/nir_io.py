@@ -58,8 +58,6 @@ the chain from the ``Input`` node.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +69,7 @@ from pydantic import ValidationError
 
 from stllr.config import (Conv2dLayerConfig, LearningConfig, NetworkConfig, format_validation_error,
                           layer_output_shape)
+from stllr.atomic import atomic_path
 from stllr.errors import InputError
 from stllr.network import SpikingNetwork
 
@@ -182,16 +181,8 @@ def write_nir(net: SpikingNetwork, path: str | Path, dt: float = 1e-3) -> Path:
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
     graph = export_nir(net, dt)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        nir.write(tmp, graph)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        nir.write(str(tmp), graph)
     return path
 
 

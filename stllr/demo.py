@@ -156,7 +156,7 @@ def hardware_stage(console, out: Path, model, config) -> None:
 
     from hwmodel.activity import measure_activity
     from hwmodel.cli import main as hwmodel_main
-    from hwmodel.files import write_json_atomic
+    from stllr.atomic import atomic_write_json
     from stllr.data import load_data
 
     console.rule("[bold]4. Hardware estimate with the measured activity")
@@ -166,7 +166,7 @@ def hardware_stage(console, out: Path, model, config) -> None:
     payload, _ = measure_activity(model, config, config.quant, x, np.asarray(train_set.y[:batch]), train=True,
                                   apply=False)
     activity = out / "activity.json"
-    write_json_atomic(activity, payload)
+    atomic_write_json(activity, payload)
     console.print(f"activity of one training batch (B={batch}) of the on-chip model: {_short(activity)}")
     code = hwmodel_main(["estimate", str(INT_CONFIG), "--activity", str(activity)])
     if code != 0:

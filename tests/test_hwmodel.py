@@ -39,7 +39,7 @@ from hwmodel.estimate import (
     memory_tensors,
     stllr_counts,
 )
-from hwmodel.files import write_json_atomic
+from stllr.atomic import atomic_write_json
 from stllr.config import parse_config
 from stllr.errors import InputError
 from stllr.network import SpikingNetwork
@@ -96,7 +96,7 @@ def measured_vs_counted(config, x, y, tmp_path: Path, seed: int = 0, scale: floa
         model = IntNetwork.from_float(float_net(config, seed, scale), inputs.quant, lr=config.train.lr)
         payload, _ = measure_activity(model, config, inputs.quant, x, y, train=train)
         path = tmp_path / f"activity_{train}.json"
-        write_json_atomic(path, payload)  # through the file format, as the CLI reads it
+        atomic_write_json(path, payload)  # through the file format, as the CLI reads it
         activity = load_activity(path, inputs, layers)
         modes = ("inference", "stllr", "bptt") if train else ("inference",)
         out += [estimate(inputs, activity, modes), model]
@@ -526,7 +526,7 @@ def test_cli_activity_roundtrip_and_steps_override(tmp_path, capsys):
     x = spikes_in((3, 6, 12), 0.4, 0, True)
     payload, _ = measure_activity(model, config, QuantConfig(), x, np.array([0, 1, 2]))
     act = tmp_path / "act.json"
-    write_json_atomic(act, payload)
+    atomic_write_json(act, payload)
     rc, out, err = run_cli(["estimate", cfg, "--activity", act, "--json", "--modes", "stllr"], capsys)
     assert rc == 0, err
     ops = json.loads(out)["modes"]["stllr"]["ops"]

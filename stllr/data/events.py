@@ -17,7 +17,6 @@ In memory the same data is an :class:`EventDataset`. Bad input raises
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stllr.atomic import atomic_path
 from stllr.errors import InputError
 
 __all__ = ["EventDataset", "load_npz", "save_npz", "iterate_batches"]
@@ -189,16 +189,9 @@ def save_npz(path: str | os.PathLike[str], ds: EventDataset) -> None:
     arrays: dict[str, np.ndarray] = {"x": ds.x, "y": ds.y}
     if ds.classes:
         arrays["classes"] = np.array(ds.classes, dtype=np.str_)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # A file object, not a name: np.savez would append ".npz" to the temp file's name.
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
