@@ -64,6 +64,14 @@ SIGNED_TENSORS = ("weight", "bias", "current", "membrane", "factor", "learning_s
 STOCHASTIC_OK = ("weight", "bias")
 
 
+def per_layer_mapping(value):
+    """Per-layer sections may be a mapping {index: ...} or a list aligned with network.layers
+    (null entries = nothing for that layer); both become the mapping."""
+    if isinstance(value, list):
+        return {i: v for i, v in enumerate(value) if v is not None}
+    return value
+
+
 def _fmt(text: str) -> FixedFormat:
     return FixedFormat.parse(text)
 
@@ -140,9 +148,7 @@ class QuantConfig(_Strict):
     @field_validator("layers", mode="before")
     @classmethod
     def _list_to_dict(cls, value):
-        if isinstance(value, list):
-            return {i: v for i, v in enumerate(value) if v is not None}
-        return value
+        return per_layer_mapping(value)
 
     @field_validator(*LAYER_TENSORS, *NETWORK_TENSORS)
     @classmethod

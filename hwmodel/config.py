@@ -37,6 +37,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from fixedpoint.config import per_layer_mapping
 from hwmodel.energy import (
     DEFAULT_ENERGY,
     DRAM_PJ_PER_BIT,
@@ -188,9 +189,7 @@ class ActivityRates(_Strict):
     @field_validator("layers", mode="before")
     @classmethod
     def _list_to_dict(cls, value):
-        if isinstance(value, list):
-            return {i: v for i, v in enumerate(value) if v is not None}
-        return value
+        return per_layer_mapping(value)
 
     def layer(self, index: int) -> dict[str, float]:
         """Effective rates of layer ``index``: layer entry, then default, then built-in."""
