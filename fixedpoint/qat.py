@@ -86,7 +86,7 @@ from brevitas.quant.solver.weight import WeightQuantSolver
 from fixedpoint.config import QuantConfig, check_exact, check_layer_indices, ib, layer_constants, layer_formats
 from fixedpoint.formats import FixedFormat
 from stllr.config import LearningConfig, NetworkConfig
-from stllr.functional import decay_trace, spike
+from stllr.functional import spike
 from stllr.layers import (
     LayerState,
     Readout,
@@ -316,13 +316,7 @@ class QATReadout(_QuantizedForward, Readout):
         """y[t] = q_membrane(beta_q y[t-1] + I[t]); traces as the float readout."""
         x = self._quantized_input(x)
         y = self.membrane_quant(self.beta_q * state.membrane + self._current(x, None))
-        if not traces:
-            return state._replace(membrane=y), StepRecord(x, y, None, None, None, None, None, None)
-        x_value = x.detach()
-        pre_trace = decay_trace(state.pre_trace, self.params.lambda_pre, x_value)
-        bias_trace = decay_trace(state.bias_trace, self.params.lambda_pre, torch.ones_like(state.bias_trace))
-        new = state._replace(membrane=y, pre_trace=pre_trace, bias_trace=bias_trace)
-        return new, StepRecord(x_value, y, None, pre_trace, None, bias_trace, None, None)
+        return self.advance_readout(state, x, y, traces)
 
 
 QAT_LAYERS = {

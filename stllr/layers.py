@@ -217,6 +217,11 @@ class Readout(Layer):
     def step(self, state: LayerState, x: torch.Tensor, traces: bool) -> tuple[LayerState, StepRecord]:
         x = self.prepare_input(x)
         y = self.params.beta * state.membrane + self.synaptic_current(x)
+        return self.advance_readout(state, x, y, traces)
+
+    def advance_readout(self, state: LayerState, x: torch.Tensor, y: torch.Tensor,
+                        traces: bool) -> tuple[LayerState, StepRecord]:
+        """The rest of a readout step, after y[t]: the pre-trace q and the bias trace q_b."""
         if not traces:
             return state._replace(membrane=y), StepRecord(x, y, None, None, None, None, None, None)
         x_value = x.detach()
