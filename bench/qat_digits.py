@@ -41,7 +41,7 @@ CONFIG = ROOT / "configs" / "digits.yaml"
 def run_seed(seed: int, float_epochs: int, qat_epochs: int, quant: dict) -> dict:
     import torch
 
-    from fixedpoint.qat import QATNetwork, compare, qat_to_int
+    from fixedpoint.qat import QATNetwork, compare, fine_tune_and_convert, qat_to_int
     from stllr.config import config_to_dict, load_config, parse_config
     from stllr.data import load_data
     from stllr.train import build_network, build_optimizer, evaluate, run_epoch
@@ -71,15 +71,8 @@ def run_seed(seed: int, float_epochs: int, qat_epochs: int, quant: dict) -> dict
     qat = QATNetwork.from_float(net, config.quant)
     ptq = compare(qat, qat_to_int(qat), test_set.x, test_set.y)
 
-    optimizer = build_optimizer(qat, config)
-    for epoch in range(float_epochs, float_epochs + qat_epochs):
-        run_epoch(qat, optimizer, train_set, config, epoch)
-    qat_acc = evaluate(qat, test_set).accuracy
-    model = qat_to_int(qat)
-    agreement = compare(qat, model, test_set.x, test_set.y)
+    qat_acc, model, agreement = fine_tune_and_convert(qat, config, train_set, test_set, float_epochs, qat_epochs)
     n = test_set.num_samples
-    if agreement.qat_correct / n != qat_acc:
-        raise RuntimeError("compare() and stllr.train.evaluate disagree on the QAT accuracy")
     return {
         "seed": seed,
         "float": float_acc,

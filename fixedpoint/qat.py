@@ -104,6 +104,7 @@ __all__ = [
     "brevitas_quantizer",
     "check_brevitas_format",
     "compare",
+    "fine_tune_and_convert",
     "qat_to_int",
 ]
 
@@ -545,3 +546,21 @@ def compare(qat: QATNetwork, int_net, x: np.ndarray, y: np.ndarray | None = None
             qat_ok += int(np.count_nonzero(pred_qat == yb))
             int_ok += int(np.count_nonzero(result.prediction == yb))
     return Agreement(int(x.shape[0]), tuple(spike_bad), tuple(spike_all), readout_bad, pred_bad, qat_ok, int_ok)
+
+
+def fine_tune_and_convert(qat: QATNetwork, config, train_set, test_set, first_epoch: int, epochs: int):
+    """S-TLLR QAT epochs ``first_epoch .. first_epoch + epochs - 1`` with the config's rule and
+    optimizer, then the integer model and its agreement on the test set.
+
+    Returns (QAT test accuracy, IntNetwork, Agreement)."""
+    from stllr.train import build_optimizer, evaluate, run_epoch
+
+    optimizer = build_optimizer(qat, config)
+    for epoch in range(first_epoch, first_epoch + epochs):
+        run_epoch(qat, optimizer, train_set, config, epoch)
+    accuracy = evaluate(qat, test_set).accuracy
+    model = qat_to_int(qat)
+    agreement = compare(qat, model, test_set.x, test_set.y)
+    if agreement.qat_correct / test_set.num_samples != accuracy:
+        raise RuntimeError("compare() and stllr.train.evaluate disagree on the QAT accuracy")
+    return accuracy, model, agreement

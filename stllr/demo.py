@@ -69,9 +69,9 @@ def float_stage(console, out: Path, epochs: int | None) -> dict:
 
 def qat_stage(console, out: Path, qat_epochs: int):
     """QAT fine-tune of the float S-TLLR net, conversion, cross-check. Returns (int model, ckpt)."""
-    from fixedpoint.qat import QATNetwork, compare, qat_to_int
+    from fixedpoint.qat import QATNetwork, fine_tune_and_convert
     from stllr.data import load_data
-    from stllr.train import build_network, build_optimizer, evaluate, load_checkpoint, run_epoch
+    from stllr.train import build_network, load_checkpoint
 
     console.rule("[bold]2. Brevitas QAT -> integer model, cross-check")
     int_config = load_config(INT_CONFIG)
@@ -96,13 +96,8 @@ def qat_stage(console, out: Path, qat_epochs: int):
     net = build_network(config)
     net.load_state_dict(load_checkpoint(out / "stllr_mse" / CHECKPOINT, config)["model"])
     qat = QATNetwork.from_float(net, config.quant)
-    optimizer = build_optimizer(qat, config)
     epochs = config.train.epochs
-    for epoch in range(epochs, epochs + qat_epochs):
-        run_epoch(qat, optimizer, train_set, config, epoch)
-    qat_accuracy = evaluate(qat, test_set).accuracy
-    model = qat_to_int(qat)
-    agreement = compare(qat, model, test_set.x, test_set.y)
+    qat_accuracy, model, agreement = fine_tune_and_convert(qat, config, train_set, test_set, epochs, qat_epochs)
     n = test_set.num_samples
     console.print(f"QAT ({qat_epochs} S-TLLR epochs, weights {quant.weight.describe_short()}, membrane "
                   f"{quant.membrane.describe_short()}): test accuracy {100 * qat_accuracy:.2f} %; "
