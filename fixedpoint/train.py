@@ -32,12 +32,16 @@ import time
 import zipfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Annotated, Callable, Literal
 
 import numpy as np
 import yaml
+from pydantic import ConfigDict, Field
 
+from stllr.atomic import remove_stale_temps
 from stllr.errors import InputError
+from stllr.rundir import check_resume_config, plan_run
+from stllr.schema import StrictModel, validate
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -71,15 +75,11 @@ def build_int_network(config, from_checkpoint: Path | None = None):
     """The float network of the float loop (same seed), optionally loaded from a float
     checkpoint, quantized into an :class:`IntNetwork`. Raises InputError naming fields."""
     from fixedpoint.network import IntNetwork
-    from stllr.train import build_network, load_checkpoint
+    from stllr.train import build_network, load_checkpoint, load_weights
 
     net = build_network(config).double()
     if from_checkpoint is not None:
-        checkpoint = load_checkpoint(Path(from_checkpoint), config)
-        try:
-            net.load_state_dict(checkpoint["model"])
-        except RuntimeError:
-            raise InputError(f"{from_checkpoint}: weights do not fit the network of the config") from None
+        load_weights(net, load_checkpoint(Path(from_checkpoint), config), from_checkpoint)
     return IntNetwork.from_float(net, quant_of(config), lr=config.train.lr)
 
 
@@ -139,16 +139,20 @@ def _counters_to_json(overflow, ops) -> dict:
     return {"overflow": [list(row) for row in overflow.rows()], "ops": [list(row) for row in ops.rows()]}
 
 
-def _counters_from_json(data: dict):
+def _counters_from_json(data: "Counters", source: str):
     from fixedpoint.counters import OpCounter
     from fixedpoint.formats import FixedFormat
     from fixedpoint.overflow import OverflowCounter
 
     overflow, ops = OverflowCounter(), OpCounter()
-    for name, text, events, elements in data["overflow"]:
-        overflow.record(name, FixedFormat.parse(text), events=int(events), elements=int(elements))
-    for layer, phase, kind, width, tensor, count in data["ops"]:
-        ops.add(layer, phase, kind, width, int(count), tensor)
+    for name, text, events, elements in data.overflow:
+        try:
+            fmt = FixedFormat.parse(text)
+        except ValueError:
+            raise InputError(f"{source}: counters: overflow row {name!r} has a bad format {text!r:.40}") from None
+        overflow.record(name, fmt, events=events, elements=elements)
+    for layer, phase, kind, width, tensor, count in data.ops:
+        ops.add(layer, phase, kind, width, count, tensor)
     return overflow, ops
 
 
@@ -173,16 +177,66 @@ def save_int_checkpoint(path: Path, model, epoch: int, metrics: dict, config, co
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
+class IntEpochRecord(StrictModel):
+    epoch: Annotated[int, Field(ge=0)]
+    train_loss: float
+    train_accuracy: Annotated[float, Field(ge=0.0, le=1.0)]
+    test_loss: float
+    test_accuracy: Annotated[float, Field(ge=0.0, le=1.0)]
+    train_overflow_events: Annotated[int, Field(ge=0)]
+    test_overflow_events: Annotated[int, Field(ge=0)]
+
+
+class IntTrainMetrics(StrictModel):
+    """``metrics.json`` of an integer run, also stored in its checkpoint (read on resume)."""
+
+    model_config = ConfigDict(frozen=False)
+    model: Literal["integer"]
+    rule: str
+    learning_signal: str
+    window: Annotated[int, Field(gt=0)]
+    num_steps: Annotated[int, Field(gt=0)]
+    seed: Annotated[int, Field(ge=0)]
+    lr: float
+    batch_size: Annotated[int, Field(gt=0)]
+    init: Literal["scratch", "float checkpoint"]
+    init_checkpoint: str | None
+    weight_format: str
+    epochs: list[IntEpochRecord]
+    wall_time_s: Annotated[float, Field(ge=0.0)]
+    final_test_accuracy: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
+    overflow: dict[str, dict] | None = None
+    ops: dict[str, dict] | None = None
+
+
+class Counters(StrictModel):
+    """Overflow and op counters of a run: rows of :class:`OverflowCounter` / :class:`OpCounter`."""
+
+    # JSON has no tuples: a row is a list, checked field by field (strict items)
+    overflow: list[Annotated[tuple[str, str, Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]],
+                             Field(strict=False)]]
+    ops: list[Annotated[tuple[str, str, str, str, str, Annotated[int, Field(ge=0)]], Field(strict=False)]]
+
+
+_METADATA = {"formats": None, "config": None, "metrics": IntTrainMetrics, "counters": Counters}
+
+
 def load_int_checkpoint(path: Path, config=None) -> dict:
-    """Read an integer checkpoint; with ``config``, check it is for the same network and
-    formats. Returns {"arrays", "formats", "epoch", "config", "metrics", "counters"}."""
-    from stllr.config import config_to_dict
+    """Read an integer checkpoint and check its structure; with ``config``, check it is
+    for the same network. Returns {"arrays", "formats", "epoch", "config" (dict),
+    "metrics" (:class:`IntTrainMetrics`), "counters" (:class:`Counters`)}."""
+    from stllr.config import config_to_dict, parse_config
+    from stllr.data.events import check_npz_member
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found")
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: not a readable integer checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
+            for name in data.zip.namelist():
+                check_npz_member(data.zip, name, str(path))
             contents = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: not a readable integer checkpoint ({type(error).__name__})") from None
@@ -190,18 +244,35 @@ def load_int_checkpoint(path: Path, config=None) -> dict:
     missing = [key for key in required if key not in contents]
     if missing:
         raise InputError(f"{path}: not an integer (int-train) checkpoint (missing {', '.join(missing)})")
-    try:
-        loaded = {key: json.loads(str(contents[key])) for key in ("formats", "config", "metrics", "counters")}
-    except json.JSONDecodeError:
-        raise InputError(f"{path}: damaged integer checkpoint (unreadable metadata)") from None
+    for key in ("epoch", "version"):
+        if contents[key].shape != () or contents[key].dtype.kind not in "iu":
+            raise InputError(f"{path}: '{key}' must be one integer, got {contents[key].dtype} {list(contents[key].shape)}")
     if int(contents["version"]) != FORMAT_VERSION:
         raise InputError(f"{path}: checkpoint format version {int(contents['version'])}, expected {FORMAT_VERSION}")
+    if int(contents["epoch"]) < 0:
+        raise InputError(f"{path}: 'epoch' must be >= 0")
+    loaded = {}
+    for key, model in _METADATA.items():
+        value = contents[key]
+        if value.shape != () or value.dtype.kind != "U":
+            raise InputError(f"{path}: '{key}' must be one JSON string, got {value.dtype} {list(value.shape)}")
+        try:
+            loaded[key] = json.loads(str(value))
+        except json.JSONDecodeError:
+            raise InputError(f"{path}: damaged integer checkpoint (unreadable '{key}')") from None
+        if model is not None:
+            loaded[key] = validate(model, loaded[key], f"{path}: {key}")
+    formats = loaded["formats"]
+    if not isinstance(formats, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in formats.items()):
+        raise InputError(f"{path}: 'formats' must map tensor names to format strings")
+    if not isinstance(loaded["config"], dict):
+        raise InputError(f"{path}: 'config' must be a mapping")
+    parse_config(loaded["config"], f"{path}: config")
     if config is not None:
-        mine = config_to_dict(config)
-        if loaded["config"]["network"] != mine["network"]:
+        if loaded["config"]["network"] != config_to_dict(config)["network"]:
             raise InputError(f"{path}: checkpoint was trained for a different network than the config's 'network'")
     arrays = {key: value for key, value in contents.items() if key not in required or key == "lanes"}
-    return {"arrays": arrays, "formats": loaded["formats"], "epoch": int(contents["epoch"]),
+    return {"arrays": arrays, "formats": formats, "epoch": int(contents["epoch"]),
             "config": loaded["config"], "metrics": loaded["metrics"], "counters": loaded["counters"]}
 
 
@@ -301,18 +372,6 @@ def ops_summary(ops, samples: int) -> dict:
             "by_phase": by_phase}
 
 
-def _check_resume_config(checkpoint: dict, config, source: str) -> None:
-    from stllr.config import config_to_dict
-
-    mine = config_to_dict(config)
-    for section in ("network", "quant", "learning"):
-        if checkpoint["config"].get(section) != mine.get(section):
-            raise InputError(f"{source}: checkpoint was written with a different '{section}' section than the config")
-    if checkpoint["config"]["train"]["seed"] != config.train.seed:
-        raise InputError(f"{source}: checkpoint was written with train.seed = {checkpoint['config']['train']['seed']}, "
-                         f"the config has {config.train.seed}")
-
-
 def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path | None = None,
               log: Callable[[str], None] = _quiet, report: Callable[[str], None] = print,
               stop_after_epoch: int | None = None) -> dict:
@@ -330,38 +389,42 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
 
     out_dir = Path(out_dir)
     check_int_config(config)
+    resuming = plan_run(out_dir, CHECKPOINT, resume)
     train_set, test_set = load_data(config.data)
     check_data_matches(config, train_set, "data.train")
     check_data_matches(config, test_set, "data.test")
-    model = build_int_network(config, None if resume else from_checkpoint)
+    model = build_int_network(config, None if resuming else from_checkpoint)
     check_learning_rates(model, config, train_set.num_samples, train_set.num_steps)
     quant = quant_of(config)
-    metrics = {"model": "integer", "rule": config.learning.rule, "learning_signal": config.learning.learning_signal,
-               "window": config.learning.window or train_set.num_steps, "num_steps": train_set.num_steps,
-               "seed": config.train.seed, "lr": config.train.lr, "batch_size": config.train.batch_size,
-               "init": "float checkpoint" if from_checkpoint is not None else "scratch",
-               "init_checkpoint": str(from_checkpoint) if from_checkpoint is not None else None,
-               "weight_format": quant.weight.describe(), "epochs": [], "wall_time_s": 0.0}
+    metrics = IntTrainMetrics(
+        model="integer", rule=config.learning.rule, learning_signal=config.learning.learning_signal,
+        window=config.learning.window or train_set.num_steps, num_steps=train_set.num_steps,
+        seed=config.train.seed, lr=config.train.lr, batch_size=config.train.batch_size,
+        init="float checkpoint" if from_checkpoint is not None else "scratch",
+        init_checkpoint=str(from_checkpoint) if from_checkpoint is not None else None,
+        weight_format=quant.weight.describe(), epochs=[], wall_time_s=0.0)
     first_epoch = 0
-    if resume:
+    if resuming:
         source = str(out_dir / CHECKPOINT)
         checkpoint = load_int_checkpoint(out_dir / CHECKPOINT, config)
-        _check_resume_config(checkpoint, config, source)
+        check_resume_config(checkpoint["config"], config_to_dict(config), source)
         restore_state(model, checkpoint, source)
-        model.overflow, model.ops = _counters_from_json(checkpoint["counters"])
+        model.overflow, model.ops = _counters_from_json(checkpoint["counters"], source)
         metrics = checkpoint["metrics"]
-        if from_checkpoint is not None and metrics.get("init_checkpoint") != str(from_checkpoint):
+        if from_checkpoint is not None and metrics.init_checkpoint != str(from_checkpoint):
             raise InputError(f"--from-checkpoint {from_checkpoint}: the run in {out_dir} was started from "
-                             f"{metrics.get('init_checkpoint') or 'scratch'}")
+                             f"{metrics.init_checkpoint or 'scratch'}")
         first_epoch = checkpoint["epoch"] + 1
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise InputError(f"{out_dir}: output directory is not empty (use --resume to continue a run)")
+        if len(metrics.epochs) != first_epoch:
+            raise InputError(f"{source}: metrics hold {len(metrics.epochs)} epochs, the checkpoint is of epoch "
+                             f"{checkpoint['epoch']}")
     created = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
     try:
         atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        metrics, eval_overflow = _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log,
-                                         stop_after_epoch)
+        eval_overflow = _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log,
+                                stop_after_epoch)
     except BaseException:
         # a fresh run that stops before its first checkpoint (an overflow under the
         # 'raise' policy, Ctrl-C) leaves no partial output directory behind
@@ -373,7 +436,7 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
     if eval_overflow is not None:
         report("overflow summary, test inference (last epoch):")
         report(eval_overflow.summary())
-    return metrics
+    return metrics.model_dump(mode="json")
 
 
 def _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log, stop_after_epoch):
@@ -385,23 +448,24 @@ def _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, l
         started = time.perf_counter()
         train_loss, train_acc = run_int_epoch(model, train_set, config, epoch)
         test_loss, test_acc, eval_overflow, eval_ops = evaluate_int(model, test_set)
-        metrics["wall_time_s"] += time.perf_counter() - started
-        metrics["epochs"].append({"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc,
-                                  "test_loss": test_loss, "test_accuracy": test_acc,
-                                  "train_overflow_events": model.overflow.total_events,
-                                  "test_overflow_events": eval_overflow.total_events})
-        metrics["final_test_accuracy"] = test_acc
+        metrics.wall_time_s += time.perf_counter() - started
+        metrics.epochs.append(IntEpochRecord(epoch=epoch, train_loss=train_loss, train_accuracy=train_acc,
+                                             test_loss=test_loss, test_accuracy=test_acc,
+                                             train_overflow_events=model.overflow.total_events,
+                                             test_overflow_events=eval_overflow.total_events))
+        metrics.final_test_accuracy = test_acc
         trained = train_set.num_samples * (epoch + 1)
-        metrics["overflow"] = {"train": overflow_dict(model.overflow), "test": overflow_dict(eval_overflow)}
-        metrics["ops"] = {"train": ops_summary(model.ops, trained), "test": ops_summary(eval_ops, test_set.num_samples)}
-        save_int_checkpoint(out_dir / CHECKPOINT, model, epoch, metrics, config,
+        metrics.overflow = {"train": overflow_dict(model.overflow), "test": overflow_dict(eval_overflow)}
+        metrics.ops = {"train": ops_summary(model.ops, trained), "test": ops_summary(eval_ops, test_set.num_samples)}
+        payload = metrics.model_dump(mode="json")
+        save_int_checkpoint(out_dir / CHECKPOINT, model, epoch, payload, config,
                             _counters_to_json(model.overflow, model.ops))
-        atomic_write_text(out_dir / METRICS, json.dumps(metrics, indent=2))
+        atomic_write_text(out_dir / METRICS, json.dumps(payload, indent=2))
         log(f"epoch {epoch + 1:3d}/{config.train.epochs}  train loss {train_loss:.4f} acc {100 * train_acc:6.2f} %  "
             f"test acc {100 * test_acc:6.2f} %  overflow events {model.overflow.total_events}")
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             break
-    return metrics, eval_overflow
+    return eval_overflow
 
 
 def int_eval(config, checkpoint_path: Path) -> tuple[dict, object]:

@@ -525,10 +525,13 @@ def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors,
     if checkpoint is not None:
         from rtl_export.model import file_sha256
 
-        digest = file_sha256(Path(checkpoint)) if Path(checkpoint).is_file() else None
-        model, source = build_model(config, checkpoint)
-        if src.get("checkpoint_sha256") != digest:
+        if not Path(checkpoint).is_file():
+            raise InputError(f"{checkpoint}: checkpoint not found")
+        # the hash decides before anything is unpickled: a file that is not the one the
+        # set was made from is never loaded
+        if src.get("checkpoint_sha256") != file_sha256(Path(checkpoint)):
             raise InputError(f"{checkpoint}: not the checkpoint these vectors were made from (sha256 differs)")
+        model, source = build_model(config, checkpoint)
         reproducible = True
     else:
         model, source = build_model(config, None)

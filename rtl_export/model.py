@@ -53,17 +53,13 @@ def file_sha256(path: Path) -> str:
 def build_model(config: Config, checkpoint: Path | None = None):
     """(IntNetwork, Source) for ``config``; InputError for a foreign or unreadable checkpoint."""
     from fixedpoint.network import IntNetwork
-    from stllr.train import build_network, load_checkpoint
+    from stllr.train import build_network, load_checkpoint, load_weights
 
     net = build_network(config)
     source = Source("init", config.train.seed)
     if checkpoint is not None:
         checkpoint = Path(checkpoint)
-        state = load_checkpoint(checkpoint, config)
-        try:
-            net.load_state_dict(state["model"])
-        except RuntimeError:
-            raise InputError(f"{checkpoint}: weights do not fit the network of the config") from None
+        load_weights(net, load_checkpoint(checkpoint, config), checkpoint)
         source = Source("checkpoint", config.train.seed, file_sha256(checkpoint))
     model = IntNetwork.from_float(net, config.quant or QuantConfig(), lr=config.train.lr)
     return model, source

@@ -13,14 +13,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stllr.errors import InputError
+from stllr.atomic import check_output_dir, dir_mode, file_mode, fsync_dir
 
 
 def check_target(out: Path) -> None:
-    """The target may not exist yet, or be an empty directory."""
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(f"{out}: output directory exists and is not empty")
+    """The target may not exist yet, or be an empty directory (not a file, not under one)."""
+    check_output_dir(out, may_exist=False)
 
 
 def write_tree(out: Path, files: dict[str, bytes]) -> None:
@@ -38,10 +36,13 @@ def write_tree(out: Path, files: dict[str, bytes]) -> None:
                 handle.write(payload)
                 handle.flush()
                 os.fsync(handle.fileno())
-        os.chmod(tmp, 0o755)
+            os.chmod(path, file_mode())
+        for folder in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
+            os.chmod(folder, dir_mode())
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from stllr.errors import InputError, run_cli
+from stllr.errors import run_cli
 
 
 def _overrides(config, args):
@@ -46,18 +46,15 @@ def _train(args) -> int:
 
 def _eval(args) -> int:
     from stllr.config import load_config
-    from stllr.data import load_data
-    from stllr.train import build_network, check_data_matches, evaluate, load_checkpoint
+    from stllr.data import load_test_data
+    from stllr.train import build_network, check_data_matches, evaluate, load_checkpoint, load_weights
 
     config = load_config(args.config)
     checkpoint = load_checkpoint(Path(args.checkpoint), config)
-    _, test_set = load_data(config.data)
+    test_set = load_test_data(config.data)
     check_data_matches(config, test_set, "data.test")
     net = build_network(config)
-    try:
-        net.load_state_dict(checkpoint["model"])
-    except RuntimeError:
-        raise InputError(f"{args.checkpoint}: weights do not fit the network of {args.config}") from None
+    load_weights(net, checkpoint, args.checkpoint)
     stats = evaluate(net, test_set)
     print(json.dumps({"test_accuracy": stats.accuracy, "test_loss": stats.loss, "samples": test_set.num_samples}))
     return 0

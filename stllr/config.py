@@ -18,25 +18,26 @@ factors in (0, 1]; ``theta`` is in the same (dimensionless) units as the membran
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fixedpoint.config import QuantConfig
 from hwmodel.config import ActivityRates, HardwareConfig
 from stllr.data.config import DataConfig
 from stllr.errors import InputError
+from stllr.schema import MAX_SIZE, Seed, Size, Steps, StrictModel, format_validation_error, read_yaml
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+__all__ = ["Config", "load_config", "parse_config", "config_to_dict", "read_yaml", "format_validation_error"]
+
+#: Largest number of weights in one network (int64 codes + accumulators must fit in memory).
+MAX_SYNAPSES = 2**28
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_SIZE)]
 Decay = Annotated[float, Field(ge=0.0, le=1.0)]
 Leak = Annotated[float, Field(ge=0.0, lt=1.0)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel
 
 
 class PsiConfig(_Strict):
@@ -47,9 +48,9 @@ class PsiConfig(_Strict):
     """
 
     kind: Literal["rational", "triangle"] = "rational"
-    gamma: Annotated[float, Field(gt=0.0)] = 100.0
-    scale: Annotated[float, Field(gt=0.0)] = 0.3
-    width: Annotated[float, Field(gt=0.0)] = 1.0
+    gamma: Annotated[float, Field(gt=0.0, le=1e6)] = 100.0
+    scale: Annotated[float, Field(gt=0.0, le=1e6)] = 0.3
+    width: Annotated[float, Field(gt=0.0, le=1e6)] = 1.0
 
 
 class FactorsConfig(_Strict):
@@ -65,7 +66,7 @@ class NeuronConfig(_Strict):
     """LIF defaults: u = beta * v + I; spike when u - theta > 0; soft or hard reset."""
 
     beta: Leak = 0.9
-    theta: Annotated[float, Field(gt=0.0)] = 0.6
+    theta: Annotated[float, Field(gt=0.0, le=1e6)] = 0.6
     reset: Literal["soft", "hard"] = "soft"
 
 
@@ -76,7 +77,7 @@ class _LayerCommon(_Strict):
 
 
 class _SpikingCommon(_LayerCommon):
-    theta: Annotated[float, Field(gt=0.0)] | None = None
+    theta: Annotated[float, Field(gt=0.0, le=1e6)] | None = None
     reset: Literal["soft", "hard"] | None = None
     psi: PsiConfig | None = None
 
@@ -85,23 +86,23 @@ class LinearLayerConfig(_SpikingCommon):
     """Dense spiking layer; a conv output feeding it is flattened (C, H, W order)."""
 
     kind: Literal["linear"]
-    size: PositiveInt
+    size: Size
 
 
 class RecurrentLayerConfig(_SpikingCommon):
     """Dense spiking layer with W_rec o[t-1] added to the membrane input."""
 
     kind: Literal["recurrent"]
-    size: PositiveInt
+    size: Size
 
 
 class Conv2dLayerConfig(_SpikingCommon):
     """2-D convolutional spiking layer on (C, H, W) inputs."""
 
     kind: Literal["conv2d"]
-    channels: PositiveInt
-    kernel: PositiveInt
-    stride: PositiveInt = 1
+    channels: Size
+    kernel: Annotated[int, Field(gt=0, le=1024)]
+    stride: Annotated[int, Field(gt=0, le=1024)] = 1
     padding: NonNegativeInt = 0
 
 
@@ -109,7 +110,7 @@ class ReadoutLayerConfig(_LayerCommon):
     """Non-spiking leaky integrator y[t] = beta * y[t-1] + W x[t] + b (the last layer)."""
 
     kind: Literal["readout"]
-    size: PositiveInt
+    size: Size
 
 
 LayerConfig = Annotated[
@@ -119,7 +120,7 @@ LayerConfig = Annotated[
 
 
 class NetworkConfig(_Strict):
-    input_shape: Annotated[list[PositiveInt], Field(min_length=1, max_length=3)]
+    input_shape: Annotated[list[Size], Field(min_length=1, max_length=3)]
     neuron: NeuronConfig = NeuronConfig()
     psi: PsiConfig = PsiConfig()
     layers: Annotated[list[LayerConfig], Field(min_length=1)]
@@ -129,9 +130,15 @@ class NetworkConfig(_Strict):
         kinds = [layer.kind for layer in self.layers]
         if kinds[-1] != "readout" or kinds.count("readout") != 1:
             raise ValueError("layers: exactly one readout layer, and it must be the last")
-        shape = tuple(self.input_shape)
+        shape, synapses = tuple(self.input_shape), 0
         for index, layer in enumerate(self.layers):
-            shape = layer_output_shape(layer, shape, f"layers.{index}")
+            out = layer_output_shape(layer, shape, f"layers.{index}")
+            if math.prod(out) > MAX_SIZE:
+                raise ValueError(f"layers.{index}: {math.prod(out)} neurons, more than {MAX_SIZE}")
+            synapses += layer_weight_count(layer, shape, out)
+            shape = out
+        if synapses > MAX_SYNAPSES:
+            raise ValueError(f"layers: {synapses} weights in all, more than {MAX_SYNAPSES}")
         return self
 
 
@@ -141,23 +148,24 @@ class LearningConfig(_Strict):
     loss of BPTT, so both rules optimise the same objective."""
 
     rule: Literal["stllr", "bptt", "readout_only"] = "stllr"
-    window: PositiveInt | None = None
+    window: Steps | None = None
     learning_signal: Literal["bp", "dfa", "sdfa"] = "bp"
     update: Literal["batch", "online"] = "batch"
     loss: Literal["ce", "mse"] = "ce"
     bias_update: Literal["reference", "exact"] = "reference"
     factors: FactorsConfig = FactorsConfig()
     readout_factors: FactorsConfig = FactorsConfig(lambda_post=0.0, alpha_post=0.0, alpha_pre=1.0)
-    feedback_seed: int = 0
+    feedback_seed: Seed = 0
 
 
 class TrainConfig(_Strict):
-    epochs: PositiveInt = 30
-    batch_size: PositiveInt = 32
+    epochs: Annotated[int, Field(gt=0, le=100_000)] = 30
+    batch_size: Annotated[int, Field(gt=0, le=65_536)] = 32
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
-    seed: int = 0
-    threads: PositiveInt | None = None
+    seed: Seed = 0
+    #: torch intra-op threads of the float loop (null: torch's default, one per core)
+    threads: Annotated[int, Field(gt=0, le=1024)] | None = None
 
 
 class Config(_Strict):
@@ -191,6 +199,14 @@ def layer_output_shape(layer, in_shape: tuple[int, ...], where: str) -> tuple[in
             out.append(span // layer.stride + 1)
         return (layer.channels, out[0], out[1])
     return (layer.size,)
+
+
+def layer_weight_count(layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Number of weights of one layer (recurrent weights included, biases excluded)."""
+    if layer.kind == "conv2d":
+        return layer.channels * in_shape[0] * layer.kernel * layer.kernel
+    fan_in = math.prod(in_shape) + (layer.size if layer.kind == "recurrent" else 0)
+    return layer.size * fan_in
 
 
 def layer_shapes(network: NetworkConfig) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
@@ -243,19 +259,6 @@ def resolve_layer(network: NetworkConfig, learning: LearningConfig, index: int) 
 # ---------------------------------------------------------------------------- loading
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
-    """First pydantic error as one line: ``source: dotted.field: message``."""
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    message = first["msg"].replace("\n", " ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
-    if first["type"] == "union_tag_invalid":
-        message = f"unknown layer kind {first['input'].get('kind')!r}" if isinstance(first.get("input"), dict) else message
-    prefix = f"{source}: " if source else ""
-    return f"{prefix}{location}: {message}" if location else f"{prefix}{message}"
-
-
 def parse_config(data: dict, source: str = "", base_dir: Path | None = None) -> Config:
     """Validate a config mapping; relative data paths resolve against ``base_dir``."""
     if not isinstance(data, dict):
@@ -270,26 +273,14 @@ def parse_config(data: dict, source: str = "", base_dir: Path | None = None) -> 
 
 
 def _resolve_data_paths(data: DataConfig, base_dir: Path) -> DataConfig:
-    """Relative file paths in ``data`` are relative to the config file's folder."""
+    """Relative file paths in ``data`` are relative to the config file's folder; they are
+    made absolute, so the ``config.yaml`` a run saves can be used from any folder."""
     update = {}
     for name in ("train", "test", "root"):
         value = getattr(data, name, None)
         if isinstance(value, Path) and not value.is_absolute():
-            update[name] = base_dir / value
+            update[name] = Path(os.path.abspath(base_dir / value))
     return data.model_copy(update=update)
-
-
-def read_yaml(path: str | Path, what: str = "file"):
-    """Parse a YAML file; a missing file or bad YAML is a one-line :class:`InputError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {what} not found")
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}:{where} not valid YAML") from None
 
 
 def load_config(path: str | Path) -> Config:

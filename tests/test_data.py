@@ -95,7 +95,9 @@ BAD_NPZ = [
     ("missing_y", {"x": X_OK}, "'y'"),
     ("extra_key", {"x": X_OK, "y": Y_OK, "labels": Y_OK}, "'labels'"),
     ("x_dtype", {"x": X_OK.astype(np.float32), "y": Y_OK}, "'x' must be uint8, got float32"),
-    ("y_dtype", {"x": X_OK, "y": Y_OK.astype(np.int32)}, "'y' must be int64, got int32"),
+    ("y_dtype", {"x": X_OK, "y": Y_OK.astype(np.float32)}, "'y' must be an integer array, got float32"),
+    ("y_range", {"x": X_OK, "y": (Y_OK - 1).astype(np.int32)}, "'y' has label -1"),
+    ("y_huge", {"x": X_OK, "y": np.array([0, 1, 2, 2**40])}, "'y' has label 1099511627776"),
     ("x_ndim", {"x": X_OK[:, :, 0], "y": Y_OK}, "'x'"),
     ("y_ndim", {"x": X_OK, "y": Y_OK[:, None]}, "'y'"),
     ("n_mismatch", {"x": X_OK[:3], "y": Y_OK}, "'x' has 3 samples but 'y' has 4"),
@@ -123,6 +125,31 @@ def test_bad_npz_names_file_and_field(tmp_path: Path, arrays: dict, expected: st
     assert msg.startswith(f"data.train: {path}: ")
     assert expected in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.int32, np.uint32, np.uint64])
+def test_labels_of_any_integer_dtype_are_read_as_int64(tmp_path: Path, dtype) -> None:
+    path = tmp_path / "labels.npz"
+    np.savez(path, x=X_OK, y=Y_OK.astype(dtype))
+    ds = load_npz(path)
+    assert ds.y.dtype == np.int64 and ds.y.tolist() == [0, 1, 2, 1]
+
+
+def test_npz_header_claiming_a_huge_array_is_refused_before_reading(tmp_path: Path) -> None:
+    import io
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                   "shape": (10**6, 10**3, 10**3)})
+    labels = io.BytesIO()
+    np.save(labels, Y_OK)
+    path = tmp_path / "huge.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 64)  # 64 bytes of a claimed 10^12
+        archive.writestr("y.npy", labels.getvalue())
+    with pytest.raises(InputError, match=r"'x' claims shape \[1000000, 1000, 1000\] \(uint8\), more than"):
+        load_npz(path)
 
 
 def test_npz_message_matches_documented_example(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import yaml
 
 from stllr.cli import main
 from stllr.config import parse_config
+from stllr.errors import InputError
 
 from fixedpoint.train import CHECKPOINT, METRICS, build_int_network, int_train, load_int_checkpoint, state_arrays
 
@@ -187,9 +188,9 @@ def test_resume_gives_the_bits_of_an_uninterrupted_run(tmp_path):
     initial = state_arrays(build_int_network(config))
     assert not np.array_equal(initial["layer0.weight"], a["arrays"]["layer0.weight"])
     assert not np.array_equal(initial["lanes"], a["arrays"]["lanes"])
-    # A resume under a different quant section is refused, naming the section.
+    # A resume under a different quant format is refused, naming the field and both values.
     other = parse_config(_with(("quant", "membrane"), "s16.9", _with(("train", "epochs"), 4)))
-    with pytest.raises(Exception, match="different 'quant' section"):
+    with pytest.raises(InputError, match=r"started with quant\.membrane\.frac = 10, the config now has 9"):
         int_train(other, tmp_path / "part", resume=True, report=lambda text: None)
 
 

@@ -342,7 +342,7 @@ def test_output_directory_rules(tmp_path, capsys, monkeypatch):
     full.mkdir()
     (full / "keep.txt").write_text("x")
     code, _, err = _run(capsys, "params", "--net", W4, "--out", full)
-    assert code == 2 and "output directory exists and is not empty" in err
+    assert code == 2 and "output folder exists and is not empty" in err
     assert [p.name for p in full.iterdir()] == ["keep.txt"]
     # a failure while writing leaves neither the target nor a temporary directory
     import rtl_export.outdir as outdir

@@ -5,7 +5,7 @@ See ``docs/data.md``. The tonic-based loaders (N-MNIST, DVS Gesture) live in
 without tonic installed.
 """
 
-from stllr.data.config import DataConfig, load_data
+from stllr.data.config import DataConfig, load_data, load_test_data
 from stllr.data.digits import make_digits
 from stllr.data.events import EventDataset, iterate_batches, load_npz, save_npz
 from stllr.data.moving_edge import make_moving_edge

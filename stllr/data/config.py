@@ -14,15 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from stllr.data.digits import make_digits
 from stllr.data.events import EventDataset, load_npz
 from stllr.data.moving_edge import make_moving_edge
 from stllr.data.shd import load_shd
 from stllr.errors import InputError
+from stllr.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS, FilePath, StrictModel
 
-__all__ = ["DataConfig", "KIND_FIELDS", "LOADERS", "load_data"]
+__all__ = ["DataConfig", "KIND_FIELDS", "LOADERS", "load_data", "load_test_data"]
 
 Kind = Literal["npz", "digits", "moving_edge", "shd", "nmnist", "dvs_gesture"]
 #: Prefix of error messages from files named in the config (the config section name).
@@ -50,8 +51,13 @@ KIND_FIELDS: dict[str, KindFields] = {
 _ALWAYS = frozenset({"kind", "seed"})
 
 
-class DataConfig(BaseModel):
-    """Where the data comes from. Relative paths are kept as given (the caller resolves them).
+#: Largest generated data set (samples x steps x features bytes).
+MAX_GENERATED_BYTES = 2**32
+
+
+class DataConfig(StrictModel):
+    """Where the data comes from. Relative paths are kept as given here; ``load_config``
+    resolves them against the config file's folder and makes them absolute.
 
     Fields (see KIND_FIELDS for which kind uses which):
         kind: the data source.
@@ -67,20 +73,18 @@ class DataConfig(BaseModel):
         downsample: >= 1, channel reduction factor (``shd``, default 1).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     kind: Kind
-    train: Path | None = None
-    test: Path | None = None
-    root: Path | None = None
-    num_steps: int | None = Field(default=None, gt=0)
-    seed: int = Field(default=0, ge=0)
-    num_train: int | None = Field(default=None, gt=0)
-    num_test: int | None = Field(default=None, gt=0)
-    size: int | None = Field(default=None, gt=0)
+    train: FilePath | None = None
+    test: FilePath | None = None
+    root: FilePath | None = None
+    num_steps: int | None = Field(default=None, gt=0, le=MAX_STEPS)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    num_train: int | None = Field(default=None, gt=0, le=MAX_SAMPLES)
+    num_test: int | None = Field(default=None, gt=0, le=MAX_SAMPLES)
+    size: int | None = Field(default=None, gt=0, le=1024)
     noise_rate: float | None = Field(default=None, ge=0.0, lt=1.0)
-    duration_s: float | None = Field(default=None, gt=0.0)
-    downsample: int | None = Field(default=None, ge=1)
+    duration_s: float | None = Field(default=None, gt=0.0, le=3600.0)
+    downsample: int | None = Field(default=None, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> DataConfig:
@@ -99,6 +103,11 @@ class DataConfig(BaseModel):
             if self.size < low or (high is not None and self.size > high):
                 bound = f">= {low}" if high is None else f"in {low}..{high}"
                 raise ValueError(f"'size' must be {bound} for kind '{self.kind}', got {self.size}")
+        if self.kind == "moving_edge":
+            side = self.size or 16
+            total = (self.num_train + self.num_test) * self.num_steps * 2 * side * side
+            if total > MAX_GENERATED_BYTES:
+                raise ValueError(f"num_train, num_test: {total} bytes of events, more than {MAX_GENERATED_BYTES}")
         return self
 
     def given(self, *names: str) -> dict[str, Any]:
@@ -177,3 +186,16 @@ LOADERS: dict[str, Loader] = {
 def load_data(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
     """Load (train, test) for ``cfg`` through :data:`LOADERS`; bad files raise InputError."""
     return LOADERS[cfg.kind](cfg)
+
+
+def load_test_data(cfg: DataConfig) -> EventDataset:
+    """The test split alone: file-backed kinds read only ``data.test`` (``stllr eval``
+    needs no training file); generated kinds are made whole and split as usual."""
+    if cfg.kind == "npz":
+        test = load_npz(cfg.test, field=f"{SECTION}.test")
+        if cfg.num_steps is not None and test.num_steps != cfg.num_steps:
+            raise InputError(f"{SECTION}.num_steps: {cfg.num_steps} but {SECTION}.test has T = {test.num_steps}")
+        return test
+    if cfg.kind == "shd":
+        return load_shd(cfg.test, cfg.num_steps, field=f"{SECTION}.test", **cfg.given("duration_s", "downsample"))
+    return LOADERS[cfg.kind](cfg)[1]

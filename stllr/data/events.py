@@ -3,7 +3,8 @@
 On disk a data set is one ``.npz`` archive (``numpy.savez``, compressed or not) with
 
     x        uint8  (N, T, *features)  spike counts per step (0/1 for binary spikes)
-    y        int64  (N,)               class index per sample, 0 <= y < num_classes
+    y        int    (N,)               class index per sample, 0 <= y < num_classes (any integer
+                                       dtype on disk; int64 in memory)
     classes  str    (C,)               optional class names; class k is ``classes[k]``
 
 and no other keys. ``T`` is the number of time steps; ``features`` is at least one
@@ -31,6 +32,30 @@ __all__ = ["EventDataset", "load_npz", "save_npz", "iterate_batches"]
 
 #: The only keys an event ``.npz`` may hold; anything else is likely a different format.
 NPZ_KEYS = frozenset({"x", "y", "classes"})
+#: Largest array read from an ``.npz`` member, checked from its header before allocation.
+MAX_ARRAY_BYTES = 2**32
+#: Largest class index (labels name at most this many classes).
+MAX_LABEL = 2**20 - 1
+
+
+def check_npz_member(archive: zipfile.ZipFile, name: str, where: str, max_bytes: int = MAX_ARRAY_BYTES) -> None:
+    """Read only the ``.npy`` header of member ``name`` and refuse an array larger than
+    ``max_bytes``, so a header that claims 10^12 elements costs nothing."""
+    try:
+        with archive.open(name) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(member)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"{where}: cannot read '{name.removesuffix('.npy')}': {msg}") from None
+    count = 1
+    for dim in shape:
+        count *= int(dim)
+    if count * dtype.itemsize > max_bytes:
+        raise InputError(f"{where}: '{name.removesuffix('.npy')}' claims shape {list(shape)} ({dtype}), "
+                         f"more than {max_bytes} bytes")
 
 
 def _validate(x: object, y: object, classes: Sequence[str], where: str) -> None:
@@ -42,7 +67,7 @@ def _validate(x: object, y: object, classes: Sequence[str], where: str) -> None:
     if x.dtype != np.uint8:
         raise InputError(f"{where}: 'x' must be uint8, got {x.dtype}")
     if y.dtype != np.int64:
-        raise InputError(f"{where}: 'y' must be int64, got {y.dtype}")
+        raise InputError(f"{where}: 'y' must be int64 in memory, got {y.dtype}")
     if x.ndim < 3:
         raise InputError(
             f"{where}: 'x' must have shape (N, T, *features) with >= 3 dims, got shape {x.shape}"
@@ -57,6 +82,8 @@ def _validate(x: object, y: object, classes: Sequence[str], where: str) -> None:
         raise InputError(f"{where}: 'x' is empty (shape {x.shape}); need N, T and features > 0")
     if y.min() < 0:
         raise InputError(f"{where}: 'y' has negative label {int(y.min())}")
+    if y.max() > MAX_LABEL:
+        raise InputError(f"{where}: 'y' has label {int(y.max())}, more than {MAX_LABEL}")
     if classes and y.max() >= len(classes):
         raise InputError(
             f"{where}: 'y' has label {int(y.max())} but 'classes' names only {len(classes)}"
@@ -144,6 +171,7 @@ def load_npz(path: str | os.PathLike[str], *, field: str | None = None) -> Event
                     f"{where}: unknown key(s) {extra}; only 'x', 'y', 'classes' are allowed"
                 )
             for key in sorted(keys):
+                check_npz_member(archive.zip, f"{key}.npy", where)
                 try:
                     arrays[key] = archive[key]
                 except (ValueError, OSError, zipfile.BadZipFile, EOFError) as err:
@@ -157,6 +185,15 @@ def load_npz(path: str | os.PathLike[str], *, field: str | None = None) -> Event
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"{where}: cannot read archive: {msg}") from None
     x, y, raw_classes = arrays["x"], arrays["y"], arrays.get("classes")
+    # Labels may be stored in any integer dtype (int32 from MATLAB, uint8 from a small
+    # set); they are checked for range by _validate and held as int64.
+    if y.dtype.kind in "iu" and y.dtype != np.int64:
+        if y.size and (int(y.min()) < 0 or int(y.max()) > MAX_LABEL):
+            raise InputError(f"{where}: 'y' has label {int(y.min()) if y.min() < 0 else int(y.max())} "
+                             f"outside 0..{MAX_LABEL}")
+        y = y.astype(np.int64)
+    elif y.dtype != np.int64:
+        raise InputError(f"{where}: 'y' must be an integer array, got {y.dtype}")
 
     classes: tuple[str, ...] = ()
     if raw_classes is not None:
