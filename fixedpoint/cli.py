@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stllr.errors import InputError
+from stllr.errors import InputError, Parser
 
 
 def _with_overrides(config, args):
@@ -97,7 +97,7 @@ def add_int_commands(commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """A parser with just the integer commands (``python -m fixedpoint.cli``)."""
-    parser = argparse.ArgumentParser(prog="stllr", description="Integer (bit-accurate) S-TLLR")
+    parser = Parser(prog="stllr", description="Integer (bit-accurate) S-TLLR")
     add_int_commands(parser.add_subparsers(dest="command", required=True))
     return parser
 

@@ -48,6 +48,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from fixedpoint.formats import FixedFormat
 from stllr.errors import InputError
+from stllr.schema import StrictModel
 
 # float64 holds every integer below 2**53 exactly: the emulation (fixedpoint.emulate)
 # is bit-exact only while every intermediate of the datapath fits this many bits, and
@@ -66,9 +67,13 @@ STOCHASTIC_OK = ("weight", "bias")
 
 def per_layer_mapping(value):
     """Per-layer sections may be a mapping {index: ...} or a list aligned with network.layers
-    (null entries = nothing for that layer); both become the mapping."""
+    (null entries = nothing for that layer); both become the mapping. Keys written as
+    decimal text (JSON has only string keys) become integers."""
     if isinstance(value, list):
         return {i: v for i, v in enumerate(value) if v is not None}
+    if isinstance(value, dict):
+        return {int(k) if isinstance(k, str) and k.lstrip("-").isdecimal() and k.isascii() else k: v
+                for k, v in value.items()}
     return value
 
 
@@ -76,8 +81,7 @@ def _fmt(text: str) -> FixedFormat:
     return FixedFormat.parse(text)
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel  # strict types, finite floats, no unknown keys (stllr/schema.py)
 
 
 class PsiLutConfig(_Strict):

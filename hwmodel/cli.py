@@ -19,7 +19,7 @@ import argparse
 import sys
 import time
 
-from stllr.errors import InputError
+from stllr.errors import InputError, Parser
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -170,7 +170,7 @@ def _measure(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hwmodel", description="Hardware cost of S-TLLR vs BPTT vs inference")
+    parser = Parser(prog="hwmodel", description="Hardware cost of S-TLLR vs BPTT vs inference")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub):

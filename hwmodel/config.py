@@ -47,13 +47,13 @@ from hwmodel.energy import (
     parse_width,
 )
 from stllr.errors import InputError
+from stllr.schema import StrictModel
 
 Positive = Annotated[float, Field(gt=0.0)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+_Strict = StrictModel  # strict types, finite floats, no unknown keys (stllr/schema.py)
 
 
 # ------------------------------------------------------------------------------ energy

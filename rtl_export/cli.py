@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from stllr.errors import InputError, run_cli
+from stllr.errors import InputError, Parser, run_cli
 
 
 def _load(path: str):
@@ -87,7 +87,7 @@ def _sim(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rtl-export",
+    parser = Parser(prog="rtl-export",
                                      description="Golden vectors and RTL parameters of the integer S-TLLR model")
     commands = parser.add_subparsers(dest="command", required=True)
     gold = commands.add_parser("golden", help="run the integer model and write every state as hex + npz")

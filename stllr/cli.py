@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from stllr.errors import run_cli
+from stllr.errors import Parser, run_cli
 
 
 def _overrides(config, args):
@@ -61,7 +61,7 @@ def _eval(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stllr", description="Float S-TLLR / BPTT training of spiking networks")
+    parser = Parser(prog="stllr", description="Float S-TLLR / BPTT training of spiking networks")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train a network from a YAML config")
     train.add_argument("--config", required=True, help="YAML config (network, learning, train, data)")
