@@ -35,16 +35,6 @@ def _with_overrides(config, args):
     return parse_config(data, "command line")
 
 
-def _overflow_as_input_error(run):
-    """A ``raise`` overflow policy stops the run: report it as one line (exit 2)."""
-    from fixedpoint.overflow import FixedOverflowError
-
-    try:
-        return run()
-    except FixedOverflowError as error:
-        raise InputError(f"{error} (overflow policy 'raise' in quant)") from None
-
-
 def _int_train(args) -> int:
     from stllr.config import load_config
     from stllr.train import describe_network
@@ -55,9 +45,8 @@ def _int_train(args) -> int:
     log = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     log(f"integer {config.learning.rule} on {describe_network(config)}")
     source = Path(args.from_checkpoint) if args.from_checkpoint else None
-    metrics = _overflow_as_input_error(lambda: int_train(config, Path(args.out), resume=args.resume,
-                                                         from_checkpoint=source, log=log,
-                                                         report=lambda text: print(text, flush=True)))
+    metrics = int_train(config, Path(args.out), resume=args.resume, from_checkpoint=source, log=log,
+                        report=lambda text: print(text, flush=True))
     print(json.dumps({"final_test_accuracy": metrics.get("final_test_accuracy"), "model": "integer",
                       "rule": metrics["rule"],
                       "overflow_events": metrics.get("overflow", {}).get("train", {}).get("total_events", 0),
@@ -71,7 +60,7 @@ def _int_eval(args) -> int:
     from fixedpoint.train import int_eval
 
     config = load_config(args.config)
-    result, overflow = _overflow_as_input_error(lambda: int_eval(config, Path(args.checkpoint)))
+    result, overflow = int_eval(config, Path(args.checkpoint))
     print("overflow summary, test inference:")
     print(overflow.summary())
     print(json.dumps(result))

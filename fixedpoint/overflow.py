@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import numba
 import numpy as np
 
+from stllr.errors import InputError
+
 if TYPE_CHECKING:  # formats imports this module; the type is only needed for hints
     from fixedpoint.formats import FixedFormat
 
@@ -43,8 +45,14 @@ def overflow_code(policy: str) -> int:
         ) from None
 
 
-class FixedOverflowError(ValueError):
-    """A value left its format under the ``raise`` overflow policy."""
+class FixedOverflowError(InputError):
+    """A value left its format under the ``raise`` overflow policy.
+
+    An :class:`~stllr.errors.InputError`: the formats are the user's input, and every
+    CLI reports it as one line (exit 2)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} (overflow policy 'raise' in quant)"
 
 
 @numba.njit(cache=True)

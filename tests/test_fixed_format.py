@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from stllr.errors import InputError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -461,9 +463,9 @@ def test_raise_message_names_tensor_step_index_value():
         apply_overflow(v, fmt, tensor="layer1.membrane", step=7)
     assert str(info.value) == (
         "overflow in layer1.membrane at step 7, index (3, 12): "
-        "value 40000 outside s16.8 [-32768, 32767]"
+        "value 40000 outside s16.8 [-32768, 32767] (overflow policy 'raise' in quant)"
     )
-    assert isinstance(info.value, ValueError)
+    assert isinstance(info.value, InputError)  # every CLI prints it as one line, exit 2
     v[0, 0] = -40000
     first = r"^overflow in x, index \(0, 0\): value -40000 .*2 of 64"
     with pytest.raises(FixedOverflowError, match=first):
