@@ -956,8 +956,15 @@ def _check_widths(lp: IntLayerParams, learning) -> None:
     check_exact(f"{name} alpha*L", f.factor.bits + sig.bits)
     check_exact(f"{name} modulation*post_trace", f.modulation.bits + max(f.psi.bits, f.post_trace.bits))
     frac_e = f.modulation.frac + max(f.pre_trace.frac, f.input.frac)
-    check_exact(f"{name} eligibility", max(ib(f.modulation) + ib(f.pre_trace), ib(f.modulation) + ib(f.input))
-                + frac_e + 1 + log2(g.positions))
+    eligibility_bits = (max(ib(f.modulation) + ib(f.pre_trace), ib(f.modulation) + ib(f.input))
+                        + frac_e + 1 + log2(g.positions))
+    check_exact(f"{name} eligibility", eligibility_bits)
+    # a per-sample sum is aligned to the update format: a left shift when update has
+    # more fraction bits than the product (e.g. update s32.63)
+    check_exact(f"{name} eligibility aligned to update", eligibility_bits + max(0, f.update.frac - frac_e))
+    bias_frac = sig.frac + f.psi.frac
+    check_exact(f"{name} bias term aligned to update",
+                sig.bits + f.psi.bits + log2(g.positions) + max(0, f.update.frac - bias_frac))
     check_exact(f"{name} BP W^T g", f.weight.bits + max(f.learning_signal.bits, f.error.bits) + log2(g.n_out))
     check_exact(f"{name} DFA B e", f.feedback.bits + f.error.bits + log2(64))
     # the weight write is checked with the actual eta and accumulator values (int_weight_write)

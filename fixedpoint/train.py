@@ -224,7 +224,7 @@ _METADATA = {"formats": None, "config": None, "metrics": IntTrainMetrics, "count
 def load_int_checkpoint(path: Path, config=None) -> dict:
     """Read an integer checkpoint and check its structure; with ``config``, check it is
     for the same network. Returns {"arrays", "formats", "epoch", "config" (dict),
-    "metrics" (:class:`IntTrainMetrics`), "counters" (:class:`Counters`)}."""
+    "metrics" (:class:`IntTrainMetrics`), "counters" (overflow and op counters)}."""
     from stllr.config import config_to_dict, parse_config
     from stllr.data.events import check_npz_member
 
@@ -238,6 +238,8 @@ def load_int_checkpoint(path: Path, config=None) -> dict:
             for name in data.zip.namelist():
                 check_npz_member(data.zip, name, str(path))
             contents = {key: data[key] for key in data.files}
+    except InputError:
+        raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise InputError(f"{path}: not a readable integer checkpoint ({type(error).__name__})") from None
     required = ("epoch", "version", "formats", "config", "metrics", "counters", "lanes")
@@ -273,7 +275,8 @@ def load_int_checkpoint(path: Path, config=None) -> dict:
             raise InputError(f"{path}: checkpoint was trained for a different network than the config's 'network'")
     arrays = {key: value for key, value in contents.items() if key not in required or key == "lanes"}
     return {"arrays": arrays, "formats": formats, "epoch": int(contents["epoch"]),
-            "config": loaded["config"], "metrics": loaded["metrics"], "counters": loaded["counters"]}
+            "config": loaded["config"], "metrics": loaded["metrics"],
+            "counters": _counters_from_json(loaded["counters"], str(path))}
 
 
 def restore_state(model, checkpoint: dict, source: str) -> None:
@@ -409,7 +412,7 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
         checkpoint = load_int_checkpoint(out_dir / CHECKPOINT, config)
         check_resume_config(checkpoint["config"], config_to_dict(config), source)
         restore_state(model, checkpoint, source)
-        model.overflow, model.ops = _counters_from_json(checkpoint["counters"], source)
+        model.overflow, model.ops = checkpoint["counters"]
         metrics = checkpoint["metrics"]
         if from_checkpoint is not None and metrics.init_checkpoint != str(from_checkpoint):
             raise InputError(f"--from-checkpoint {from_checkpoint}: the run in {out_dir} was started from "

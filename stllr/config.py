@@ -266,7 +266,7 @@ def parse_config(data: dict, source: str = "", base_dir: Path | None = None) -> 
     try:
         config = Config.model_validate(data)
     except ValidationError as error:
-        raise InputError(format_validation_error(error, source)) from None
+        raise InputError(format_validation_error(error, source, data)) from None
     if base_dir is not None:
         config = config.model_copy(update={"data": _resolve_data_paths(config.data, base_dir)})
     return config

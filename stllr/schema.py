@@ -51,10 +51,27 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def _location(loc: tuple, data) -> str:
+    """Dotted path of an error; the tag pydantic inserts for a discriminated union
+    (``layers.0.linear.size``) is dropped when the input names it (``layers.0.size``)."""
+    parts, node = [], data
+    for part in loc:
+        if isinstance(node, dict) and part not in node and node.get("kind") == part:
+            continue
+        parts.append(str(part))
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return ".".join(parts)
+
+
+def format_validation_error(error: ValidationError, source: str, data=None) -> str:
     """First pydantic error as one line: ``source: dotted.field: message``."""
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
+    location = _location(first["loc"], data)
     message = first["msg"].replace("\n", " ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
@@ -71,7 +88,7 @@ def validate(model: type[BaseModel], data, source: str):
     try:
         return model.model_validate(data)
     except ValidationError as error:
-        raise InputError(format_validation_error(error, source)) from None
+        raise InputError(format_validation_error(error, source, data)) from None
 
 
 # ------------------------------------------------------------------------------ YAML

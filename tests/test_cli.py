@@ -49,8 +49,8 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 BAD_CONFIGS = [
     (("network", "neuron"), {"bta": 0.9}, "network.neuron.bta: unknown key"),
-    (("network", "layers", 0, "size"), 0, "network.layers.0.linear.size"),
-    (("network", "layers", 0, "size"), -4, "network.layers.0.linear.size"),
+    (("network", "layers", 0, "size"), 0, "network.layers.0.size: Input should be greater than 0"),
+    (("network", "layers", 0, "size"), -4, "network.layers.0.size: Input should be greater than 0"),
     (("network", "layers", 0, "kind"), "dense", "unknown layer kind 'dense'"),
     (("learning", "factors"), {"lambda_post": 1.5}, "learning.factors.lambda_post"),
     (("learning", "factors"), {"alpha_pre": float("nan")}, "learning.factors.alpha_pre"),

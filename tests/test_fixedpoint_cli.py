@@ -177,7 +177,8 @@ def test_resume_gives_the_bits_of_an_uninterrupted_run(tmp_path):
     assert set(a["arrays"]) == set(b["arrays"]) >= {"layer0.weight", "layer1.bias", "lanes"}
     for name in a["arrays"]:
         assert np.array_equal(a["arrays"][name], b["arrays"][name]), name
-    assert a["counters"] == b["counters"]
+    for counter_a, counter_b in zip(a["counters"], b["counters"]):  # overflow, then ops
+        assert counter_a.rows() == counter_b.rows()
 
     def strip(metrics):
         return json.loads(json.dumps(metrics).replace(str(tmp_path / "part"), str(tmp_path / "full")),
