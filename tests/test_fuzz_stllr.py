@@ -488,3 +488,100 @@ def test_fuzzed_quant_format(world, tmp_path_factory, tensor, signed, bits, frac
         assert_refused(outcome, PROG, names="quant", watch=watch)
     else:
         assert_accepted(outcome)
+
+
+# ------------------------------------------------------------------ SHD (.h5) files
+
+
+def _shd(path: Path, labels=(0, 1, 2, 1), times=None, units=None, label_dtype=np.uint16,
+         times_dtype=np.float32, units_dtype=np.uint16, skip=()):
+    import h5py
+
+    n = len(labels)
+    times = times if times is not None else [[0.1, 0.5]] * n
+    units = units if units is not None else [[0, 3]] * n
+    with h5py.File(path, "w") as f:
+        if "times" not in skip:
+            t = f.create_dataset("spikes/times", (len(times),), dtype=h5py.vlen_dtype(times_dtype))
+            for i, row in enumerate(times):
+                t[i] = np.asarray(row, dtype=times_dtype)
+        if "units" not in skip:
+            u = f.create_dataset("spikes/units", (len(units),), dtype=h5py.vlen_dtype(units_dtype))
+            for i, row in enumerate(units):
+                u[i] = np.asarray(row, dtype=units_dtype)
+        if "labels" not in skip:
+            f.create_dataset("labels", data=np.asarray(labels).astype(label_dtype))
+    return path
+
+
+SHD_CASES = [
+    ("valid", {}, None),
+    ("missing_labels", {"skip": ("labels",)}, "missing dataset 'labels'"),
+    ("missing_units", {"skip": ("units",)}, "missing dataset 'spikes/units'"),
+    ("float_labels", {"label_dtype": np.float32, "labels": (0.5, 1, 2, 1)}, "'labels' must be integers"),
+    ("string_labels", {"label_dtype": "S3"}, "'labels' must be integers"),
+    ("label_range", {"labels": (0, 1, 25, 1)}, "'labels' must be in 0..19"),
+    ("float_units", {"units_dtype": np.float32}, "'spikes/units' integers"),
+    ("unit_range", {"units": [[0, 900]] * 4}, "unit 900 >= num_channels"),
+    ("negative_time", {"times": [[-0.5, 0.1]] * 4}, "finite and >= 0"),
+    ("nan_time", {"times": [[math.nan, 0.1]] * 4}, "finite and >= 0"),
+    ("length_mismatch", {"times": [[0.1, 0.2]] * 3}, "must be 1-D of equal length"),
+    ("ragged_sample", {"times": [[0.1]] * 4}, "'spikes/times' has 1 entries"),
+    ("empty", {"labels": ()}, "'labels' is empty"),
+]
+
+
+@pytest.mark.parametrize("kwargs, names", [c[1:] for c in SHD_CASES], ids=[c[0] for c in SHD_CASES])
+def test_shd_file(tmp_path, kwargs, names):
+    train = _shd(tmp_path / "train.h5", **kwargs)
+    test = _shd(tmp_path / "test.h5")
+    config = copy.deepcopy(BASE)
+    config["network"]["input_shape"] = [700]
+    config["network"]["layers"][-1]["size"] = 20
+    config["data"] = {"kind": "shd", "train": str(train), "test": str(test), "num_steps": T}
+    path = _config(tmp_path, config, "shd.yaml")
+    out = tmp_path / "out"
+    with Watch([tmp_path]) as watch:
+        outcome = run(main, ["train", "--config", path, "--out", out, "--quiet"])
+    if names is None:
+        assert_accepted(outcome)
+    else:
+        assert_refused(outcome, PROG, names=["data.train", "train.h5", names], watch=watch)
+
+
+# ------------------------------------------------------------------ usability
+
+
+def test_eval_reads_only_the_test_file(world, tmp_path):
+    config = yaml.safe_load((world / "base.yaml").read_text())
+    config["data"].update(train=str(tmp_path / "gone.npz"), test=str(world / "test.npz"))
+    path = _config(tmp_path, config, "eval.yaml")
+    outcome = run(main, ["eval", "--checkpoint", world / "float_run" / "checkpoint.pt", "--config", path])
+    assert_accepted(outcome)
+    expected = json.loads((world / "float_run" / "metrics.json").read_text())["final_test_accuracy"]
+    assert json.loads(outcome.stdout)["test_accuracy"] == expected
+
+
+def test_saved_config_of_a_run_is_reusable_from_another_folder(world, tmp_path, monkeypatch):
+    saved = world / "float_run" / "config.yaml"
+    data = yaml.safe_load(saved.read_text())
+    assert Path(data["data"]["train"]).is_absolute() and Path(data["data"]["train"]).is_file()
+    monkeypatch.chdir(tmp_path)
+    outcome = run(main, ["eval", "--checkpoint", world / "float_run" / "checkpoint.pt", "--config", saved])
+    assert_accepted(outcome)
+    assert_accepted(run(main, ["train", "--config", saved, "--out", "again", "--quiet"]))
+    # same config, same seed: the same weights as the original run
+    a = torch.load(world / "float_run" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "again" / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_output_files_follow_the_umask(world, tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        assert_accepted(run(main, ["train", "--config", world / "base.yaml", "--out", tmp_path / "out", "--quiet"]))
+    finally:
+        os.umask(previous)
+    for name in ("checkpoint.pt", "config.yaml", "metrics.json"):
+        assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name

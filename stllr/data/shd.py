@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stllr.data.events import EventDataset
+from stllr.data.events import MAX_ARRAY_BYTES, EventDataset
 from stllr.errors import InputError
 
 if TYPE_CHECKING:
@@ -122,6 +122,12 @@ def load_shd(
         )
     if n == 0:
         raise InputError(f"{where}: 'labels' is empty")
+    if labels.dtype.kind not in "iu":
+        raise InputError(f"{where}: 'labels' must be integers, got {labels.dtype}")
+    num_out = -(-num_channels // downsample)  # ceil division
+    if n * num_steps * num_out > MAX_ARRAY_BYTES:
+        raise InputError(f"{where}: {n} samples x {num_steps} steps x {num_out} channels is more than "
+                         f"{MAX_ARRAY_BYTES} bytes")
     if keys is not None:
         classes = tuple(k.decode("utf-8") if isinstance(k, bytes) else str(k) for k in keys.tolist())
     else:
@@ -131,10 +137,12 @@ def load_shd(
             f"{where}: 'labels' must be in 0..{len(classes) - 1}, got {int(labels.min())}..{int(labels.max())}"
         )
 
-    num_out = -(-num_channels // downsample)  # ceil division
     x = np.empty((n, num_steps, num_out), dtype=np.uint8)
     for i in range(n):
-        t, u = all_times[i], all_units[i]
+        t, u = np.asarray(all_times[i]), np.asarray(all_units[i])
+        if t.dtype.kind not in "fiu" or u.dtype.kind not in "iu":
+            raise InputError(f"{where}: sample {i}: 'spikes/times' must be numbers and 'spikes/units' integers, "
+                             f"got {t.dtype} and {u.dtype}")
         if t.shape != u.shape:
             raise InputError(
                 f"{where}: sample {i}: 'spikes/times' has {t.size} entries, 'spikes/units' {u.size}"
