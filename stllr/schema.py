@@ -158,6 +158,8 @@ def parse_yaml_text(text: str, source: str):
 def read_yaml(path: str | Path, what: str = "file"):
     """Read and parse a YAML file; every failure is a one-line :class:`InputError`."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected a YAML {what}")
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:

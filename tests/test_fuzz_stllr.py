@@ -585,3 +585,33 @@ def test_output_files_follow_the_umask(world, tmp_path, umask):
         os.umask(previous)
     for name in ("checkpoint.pt", "config.yaml", "metrics.json"):
         assert (tmp_path / "out" / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+GENERATED = [
+    ({"kind": "digits", "num_steps": 40_000}, [64], 10, "num_steps: the generated set would hold"),
+    ({"kind": "moving_edge", "num_steps": 4, "num_train": 10**7, "num_test": 10}, [2, 16, 16], 4,
+     "num_steps: the generated set would hold"),
+    ({"kind": "moving_edge", "num_steps": 4, "num_train": 10**8, "num_test": 10}, [2, 16, 16], 4,
+     "data.num_train"),
+    ({"kind": "digits", "num_steps": 4, "train": "x.npz"}, [64], 10, "'train' does not apply to kind 'digits'"),
+    ({"kind": "digits"}, [64], 10, "'num_steps' is required"),
+]
+
+
+@pytest.mark.parametrize("data, shape, classes, names", GENERATED, ids=[str(i) for i in range(len(GENERATED))])
+def test_generated_data_is_bounded(tmp_path, data, shape, classes, names):
+    config = {"network": {"input_shape": shape, "layers": [{"kind": "readout", "size": classes}]}, "data": data}
+    path = _config(tmp_path, config, "gen.yaml")
+    with Watch([tmp_path]) as watch:
+        outcome = run(main, ["train", "--config", path, "--out", tmp_path / "out"])
+    assert_refused(outcome, PROG, names=names, watch=watch)
+
+
+@pytest.mark.parametrize("command", ["train", "int-train", "eval", "int-eval"])
+def test_config_that_is_a_folder_or_missing(world, tmp_path, command):
+    for config, message in ((tmp_path, "is a folder"), (tmp_path / "nope.yaml", "config file not found")):
+        argv = [command, "--config", config] + (["--out", tmp_path / "out"] if "train" in command
+                                                else ["--checkpoint", world / "float_run" / "checkpoint.pt"])
+        with Watch([tmp_path]) as watch:
+            outcome = run(main, argv)
+        assert_refused(outcome, PROG, names=[str(config), message], watch=watch)

@@ -53,6 +53,7 @@ _ALWAYS = frozenset({"kind", "seed"})
 
 #: Largest generated data set (samples x steps x features bytes).
 MAX_GENERATED_BYTES = 2**32
+DIGITS_SAMPLES = 1797  # sklearn's load_digits(): 8x8 images
 
 
 class DataConfig(StrictModel):
@@ -103,11 +104,13 @@ class DataConfig(StrictModel):
             if self.size < low or (high is not None and self.size > high):
                 bound = f">= {low}" if high is None else f"in {low}..{high}"
                 raise ValueError(f"'size' must be {bound} for kind '{self.kind}', got {self.size}")
-        if self.kind == "moving_edge":
-            side = self.size or 16
-            total = (self.num_train + self.num_test) * self.num_steps * 2 * side * side
+        generated = {"moving_edge": lambda: (self.num_train + self.num_test) * 2 * (self.size or 16) ** 2,
+                     "digits": lambda: DIGITS_SAMPLES * 64}
+        if self.kind in generated:
+            total = generated[self.kind]() * self.num_steps
             if total > MAX_GENERATED_BYTES:
-                raise ValueError(f"num_train, num_test: {total} bytes of events, more than {MAX_GENERATED_BYTES}")
+                raise ValueError(f"num_steps: the generated set would hold {total} bytes of events, more than "
+                                 f"{MAX_GENERATED_BYTES}")
         return self
 
     def given(self, *names: str) -> dict[str, Any]:
