@@ -57,30 +57,22 @@ Full description with worked examples: ``docs/fixedpoint_formats.md``.
 """
 
 from fixedpoint.formats import FixedFormat, OverflowPolicy, RoundingMode
-from fixedpoint.overflow import (
-    FixedOverflowError,
-    OverflowCounter,
-    apply_overflow,
-    overflow_code,
-    saturate_int,
-    wrap_int,
-)
-from fixedpoint.rng import (
-    next_states,
-    random_bits,
-    random_bits_int,
-    seed_lanes,
-    xorshift32_next,
-)
-from fixedpoint.rounding import (
-    mode_code,
-    requantize,
-    requantize_int,
-    round_float,
-    round_float_scalar,
-    shift_right_round,
-    shift_right_round_int,
-)
+from fixedpoint.overflow import FixedOverflowError, OverflowCounter, apply_overflow, overflow_code
+from fixedpoint.rng import next_states, random_bits, seed_lanes
+from fixedpoint.rounding import mode_code, requantize, round_float, shift_right_round
+
+#: numba scalar twins, in fixedpoint.scalar: imported (and numba with them) on first use
+_SCALAR = ("random_bits_int", "requantize_int", "round_float_scalar", "saturate_int", "shift_right_round_int",
+           "wrap_int", "xorshift32_next")
+
+
+def __getattr__(name: str):
+    if name in _SCALAR:
+        from fixedpoint import scalar
+
+        return getattr(scalar, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FixedFormat",

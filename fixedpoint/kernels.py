@@ -27,8 +27,7 @@ import math
 import numba
 import numpy as np
 
-from fixedpoint.rng import random_bits_int
-from fixedpoint.rounding import shift_right_round_int
+from fixedpoint.scalar import random_bits_int, shift_right_round_int
 
 
 @numba.njit(cache=True)

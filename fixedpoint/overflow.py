@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
 from stllr.errors import InputError
@@ -55,24 +54,8 @@ class FixedOverflowError(InputError):
         return f"{super().__str__()} (overflow policy 'raise' in quant)"
 
 
-@numba.njit(cache=True)
-def saturate_int(v, lo, hi):
-    """Scalar clip of an integer to ``[lo, hi]`` (int64)."""
-    if v < lo:
-        return np.int64(lo)
-    if v > hi:
-        return np.int64(hi)
-    return np.int64(v)
 
 
-@numba.njit(cache=True)
-def wrap_int(v, bits, signed):
-    """Scalar: keep the low ``bits`` bits of ``v``; sign-extend them if ``signed``."""
-    one = np.int64(1)
-    r = np.int64(v) & ((one << bits) - one)  # & on two's complement = mod 2**bits
-    if signed and r >= (one << (bits - one)):
-        r -= one << bits
-    return r
 
 
 def _wrap_array(v: np.ndarray, bits: int, signed: bool) -> np.ndarray:
@@ -201,3 +184,13 @@ class OverflowCounter:
 
     def __repr__(self) -> str:
         return f"OverflowCounter({len(self._rows)} tensors, {self.total_events} events)"
+
+
+def __getattr__(name: str):
+    """The numba twins (saturate_int, wrap_int) live in
+    :mod:`fixedpoint.scalar`, imported on first use."""
+    if name in ("saturate_int", "wrap_int"):
+        from fixedpoint import scalar
+
+        return getattr(scalar, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

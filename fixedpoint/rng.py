@@ -45,7 +45,6 @@ checked by ``tests/test_fixed_format.py`` against a separate pure-Python build).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 XORSHIFT_SHIFTS = (13, 17, 5)
@@ -56,24 +55,8 @@ ZERO_REPLACEMENT = 0x9E3779B9  # used when a seeded state would be 0
 _MASK32 = 0xFFFFFFFF
 
 
-@numba.njit(cache=True)
-def xorshift32_next(state):
-    """One xorshift32 step (13, 17, 5) of a uint32 state != 0; returns the new uint32."""
-    # int64 with explicit 32-bit masks: no dependence on numba's uint32 promotion rules
-    x = np.int64(state) & np.int64(_MASK32)
-    x ^= (x << 13) & np.int64(_MASK32)
-    x ^= x >> 17
-    x ^= (x << 5) & np.int64(_MASK32)
-    return np.uint32(x)
 
 
-@numba.njit(cache=True)
-def random_bits_int(state, nbits):
-    """Scalar: advance ``state`` and return ``(new_state, top nbits of it)``; 0 <= nbits <= 32."""
-    new = xorshift32_next(state)
-    if nbits <= 0:
-        return new, np.int64(0)
-    return new, np.int64(new) >> (32 - nbits)
 
 
 def _check_states(states: np.ndarray) -> np.ndarray:
@@ -137,3 +120,13 @@ def seed_lanes(seed: int, num_lanes: int) -> np.ndarray:
     lanes = np.arange(int(num_lanes), dtype=np.uint64)
     x = (np.uint64(int(seed)) << np.uint64(32)) | lanes
     return _nonzero_state(_splitmix64_upper(x))
+
+
+def __getattr__(name: str):
+    """The numba twins (xorshift32_next, random_bits_int) live in
+    :mod:`fixedpoint.scalar`, imported on first use."""
+    if name in ("xorshift32_next", "random_bits_int"):
+        from fixedpoint import scalar
+
+        return getattr(scalar, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

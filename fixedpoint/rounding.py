@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 # Mode codes: the index into ROUNDING_MODES.  numba kernels take the integer code,
@@ -97,39 +96,6 @@ def _as_int64(value: object, name: str) -> np.ndarray:
 # --------------------------------------------------------------------------- integer path
 
 
-@numba.njit(cache=True)
-def shift_right_round_int(value, shift, mode, random_bits):
-    """Scalar ``round(value / 2**shift)``; mode is a code (0..3), see the module doc.
-
-    ``random_bits`` is only read in stochastic mode (pass 0 otherwise); it is masked to
-    ``shift`` bits.  Contract (unchecked here): ``|value| < 2**62``, ``|shift| <= 62``.
-    """
-    v = np.int64(value)
-    s = np.int64(shift)
-    if s == 0:
-        return v
-    if s < 0:
-        return v << (-s)
-    q = v >> s  # floor: int64 >> is arithmetic
-    if mode == FLOOR:
-        return q
-    mask = (np.int64(1) << s) - np.int64(1)
-    if mode == STOCHASTIC:
-        return (v + (np.int64(random_bits) & mask)) >> s
-    if mode != NEAREST_EVEN and mode != NEAREST_AWAY:
-        raise ValueError("unknown rounding mode code")
-    r = v & mask  # remainder v - q * 2**s, always in [0, 2**s)
-    half = np.int64(1) << (s - np.int64(1))
-    if r > half:
-        return q + np.int64(1)
-    if r < half:
-        return q
-    # exact tie: q is the lower neighbour
-    if mode == NEAREST_EVEN:
-        return q + (q & np.int64(1))
-    if q >= 0:  # positive tie: away from zero is up; negative tie: q is already away
-        return q + np.int64(1)
-    return q
 
 
 def shift_right_round(
@@ -176,10 +142,6 @@ def shift_right_round(
     return q + up.astype(np.int64)
 
 
-@numba.njit(cache=True)
-def requantize_int(value, from_frac, to_frac, mode, random_bits):
-    """Scalar: integer at ``from_frac`` fraction bits -> integer at ``to_frac``."""
-    return shift_right_round_int(value, from_frac - to_frac, mode, random_bits)
 
 
 def requantize(
@@ -200,25 +162,6 @@ def requantize(
 # --------------------------------------------------------------------------- float path
 
 
-@numba.njit(cache=True)
-def round_float_scalar(x, frac, mode, u):
-    """Scalar float64 twin of :func:`round_float`; mode is a code, u in [0, 1)."""
-    s = math.ldexp(x, frac)  # exact scaling by 2**frac
-    f = math.floor(s)
-    if mode == FLOOR:
-        return math.ldexp(f, -frac)
-    r = s - f  # exact: the fraction of a float is representable
-    if mode == STOCHASTIC:
-        up = r >= 1.0 - u  # 1 - u is exact for u with <= 52 fraction bits
-    elif mode == NEAREST_EVEN:
-        up = r > 0.5 or (r == 0.5 and f * 0.5 != math.floor(f * 0.5))  # f odd
-    elif mode == NEAREST_AWAY:
-        up = r > 0.5 or (r == 0.5 and f >= 0.0)
-    else:
-        raise ValueError("unknown rounding mode code")
-    if up:
-        f += 1.0
-    return math.ldexp(f, -frac)
 
 
 def round_float(
@@ -255,3 +198,13 @@ def round_float(
     else:  # NEAREST_AWAY: a negative tie is already away from zero at floor
         up = (r > 0.5) | ((r == 0.5) & (f >= 0.0))
     return np.ldexp(f + up, -int(frac))
+
+
+def __getattr__(name: str):
+    """The numba twins (shift_right_round_int, requantize_int, round_float_scalar) live in
+    :mod:`fixedpoint.scalar`, imported on first use."""
+    if name in ("shift_right_round_int", "requantize_int", "round_float_scalar"):
+        from fixedpoint import scalar
+
+        return getattr(scalar, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
