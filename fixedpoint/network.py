@@ -35,7 +35,7 @@ from fixedpoint.config import (
     layer_constants,
     layer_formats,
 )
-from fixedpoint.counters import KINDS, PHASES, OpCounter
+from fixedpoint.counters import OpCounter
 from fixedpoint.formats import FixedFormat
 from fixedpoint.kernels import (
     accumulate_update,
@@ -50,6 +50,7 @@ from fixedpoint.kernels import (
 from fixedpoint.overflow import OverflowCounter, apply_overflow, overflow_code
 from fixedpoint.rng import next_states, seed_lanes
 from fixedpoint.rounding import mode_code, shift_right_round
+from fixedpoint.spec import Learning, LayerShape, network_spec, weight_write_ops
 from stllr.errors import InputError
 
 # ------------------------------------------------------------------------- geometry
@@ -176,31 +177,44 @@ class IntRecord(NamedTuple):
 
 @dataclass
 class StepContext:
-    """Where we are (for messages) and where counts go (both optional)."""
+    """Where we are (for messages), and where counts go (both optional).
+
+    The kernels report *activity quantities* (``observe``: active inputs, spikes, non-zero
+    products, ...; the names of :data:`fixedpoint.spec.QUANTITIES`); ``flush_counts``
+    turns them into operation counts with the datapath spec (``spec``: layer index ->
+    ops), the same list ``hwmodel`` multiplies by measured or expected activity."""
 
     t: int = 0
     overflow: OverflowCounter | None = None
     ops: OpCounter | None = None
     traces: bool = True
     log: dict | None = None  # (t, layer, tensor) -> int64 array, when recording
-    # counts held back until flush_counts() (IntNetwork.run); None: straight into ops
-    pending: dict | None = field(default=None, repr=False, compare=False)
+    spec: dict | None = field(default=None, repr=False, compare=False)
+    observed: dict = field(default_factory=dict, repr=False, compare=False)  # (layer, quantity) -> n
 
-    def count(self, layer: str, phase: str, kind: str, width, n, tensor: str = "") -> None:
+    def observe(self, layer: str, quantity: str, n) -> None:
         if self.ops is not None:
-            n = int(n)
-            if self.pending is None or n < 0 or phase not in PHASES or kind not in KINDS:
-                self.ops.add(layer, phase, kind, width, n, tensor)  # (validates and raises now)
-                return
-            key = (layer, phase, kind, width, tensor)
-            self.pending[key] = self.pending.get(key, 0) + n
+            key = (layer, quantity)
+            self.observed[key] = self.observed.get(key, 0) + int(n)
+
+    def add_ops(self, layer: str, ops, times: int = 1) -> None:
+        """Ops that ran ``per`` x ``times`` (the weight write: its eta decides the op kinds)."""
+        if self.ops is not None:
+            for op in ops:
+                self.ops.add(layer, op.phase, op.kind, op.width, op.per * times, op.tensor)
 
     def flush_counts(self) -> None:
-        """Add the held-back counts to ops (the same totals as adding them one by one)."""
-        if self.pending:
-            for (layer, phase, kind, width, tensor), n in self.pending.items():
-                self.ops.add(layer, phase, kind, width, n, tensor)
-            self.pending.clear()
+        """Multiply the observed quantities out through the spec into ``ops``."""
+        if self.ops is None or not self.observed:
+            return
+        readout = f"layer{max(self.spec)}"
+        for index, ops in self.spec.items():
+            layer = f"layer{index}"
+            for op in ops:
+                n = self.observed.get((readout if op.source == "readout" else layer, op.count), 0)
+                if n:
+                    self.ops.add(layer, op.phase, op.kind, op.width, n * op.per, op.tensor)
+        self.observed.clear()
 
     def put(self, layer: str, tensor: str, value) -> None:
         if self.log is not None and value is not None:
@@ -234,25 +248,11 @@ def _align(values, from_frac: int, to_frac: int) -> np.ndarray:
     return np.asarray(values, np.int64) << np.int64(to_frac - from_frac)
 
 
-def const_op(c: int, const_fmt: FixedFormat, other: FixedFormat) -> tuple[str, str] | None:
-    """How a multiply by the constant code c executes: None (c = 0), shift, or mul."""
-    if c == 0:
-        return None
-    a = abs(int(c))
-    if a & (a - 1) == 0:
-        return "shift", str(other.bits)
-    return "mul", f"{const_fmt.bits}x{other.bits}"
-
-
-def _count_const(ctx, layer, phase, c, const_fmt, other, n) -> None:
-    op = const_op(c, const_fmt, other)
-    if op is not None:
-        ctx.count(layer, phase, op[0], op[1], n)
-
-
 def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_fmt: FixedFormat,
-                  value: np.ndarray, value_fmt_frac: int, tensor: str) -> np.ndarray:
-    """trace = round(decay * trace + value) into trace_fmt: one rounding of the exact sum."""
+                  value: np.ndarray, value_fmt_frac: int, tensor: str, nonzero_quantity: str | None) -> np.ndarray:
+    """trace = round(decay * trace + value) into trace_fmt: one rounding of the exact sum.
+    ``nonzero_quantity``: the activity quantity its non-zero values are (None: already
+    observed elsewhere this step)."""
     d = lp.fmts.decay.frac
     frac = max(d + trace_fmt.frac, value_fmt_frac)
     name = f"{lp.name}.{tensor}"
@@ -275,10 +275,8 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
         wide = _align(decay * trace, d + trace_fmt.frac, frac) + _align(value, value_fmt_frac, frac)
         out = _requant(wide, shift, trace_fmt, name, ctx)
         nonzero = np.count_nonzero(value)
-    _count_const(ctx, lp.name, "traces", decay, lp.fmts.decay, trace_fmt, trace.size)
-    ctx.count(lp.name, "traces", "add", trace_fmt.bits, nonzero)
-    ctx.count(lp.name, "traces", "read", trace_fmt.bits, trace.size, tensor)
-    ctx.count(lp.name, "traces", "write", trace_fmt.bits, trace.size, tensor)
+    if nonzero_quantity is not None:
+        ctx.observe(lp.name, nonzero_quantity, nonzero)
     return out
 
 
@@ -343,21 +341,17 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     frac0 = max([fw + fx] + ([fw] if lp.kind == "recurrent" else []) + ([fb] if lp.bias is not None else []))
     acc = np.zeros((batch, g.channels, g.positions), np.int64)
     events = synaptic_current(lp.weight, x, g.idx, acc)
-    syn_kind = ("syn_add", str(f.current.bits)) if f.binary_input else ("mac", f"{f.weight.bits}x{f.input.bits}")
-    ctx.count(name, "forward", syn_kind[0], syn_kind[1], events * g.channels)
-    ctx.count(name, "forward", "read", f.weight.bits, events * g.channels, "weight")
+    ctx.observe(name, "events", events)
+    ctx.observe(name, "neurons", batch * n_out)
     syn = acc.reshape(batch, n_out)
     rec = bias = None
     if lp.kind == "recurrent":
         rec = np.zeros((batch, n_out, 1), np.int64)
         rec_events = synaptic_current(lp.rec_weight, state.prev_spikes, _dense_idx(n_out), rec)
-        ctx.count(name, "forward", "syn_add", f.current.bits, rec_events * n_out)
-        ctx.count(name, "forward", "read", f.weight.bits, rec_events * n_out, "rec_weight")
+        ctx.observe(name, "rec_events", rec_events)
         rec = rec.reshape(batch, n_out)
     if lp.bias is not None:
         bias = lp.bias if g.positions == 1 else np.repeat(lp.bias, g.positions)
-        ctx.count(name, "forward", "add", f.current.bits, batch * n_out)
-        ctx.count(name, "forward", "read", f.bias.bits, batch * n_out, "bias")
     fl, fm, fc = f.leak.frac, f.membrane.frac, f.current.frac
     frac1 = max(fl + fm, fc)
     fused = _lif_fused(lp, state, syn, rec, bias, frac0, frac1, ctx)
@@ -374,25 +368,19 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         wide = _align(c.beta * state.membrane, fl + fm, frac1) + _align(current, fc, frac1)
         u = _requant(wide, frac1 - fm, f.membrane, f"{name}.membrane", ctx)
         spikes = v = n_spikes = None
-    n = batch * n_out
-    if f.leak_mode == "shift":
-        ctx.count(name, "forward", "shift", f.membrane.bits, n)
-        ctx.count(name, "forward", "add", f.membrane.bits, n)
-    else:
-        _count_const(ctx, name, "forward", c.beta, f.leak, f.membrane, n)
-    ctx.count(name, "forward", "add", f.membrane.bits, n)
-    ctx.count(name, "forward", "read", f.membrane.bits, n, "membrane")
-    ctx.count(name, "forward", "write", f.membrane.bits, n, "membrane")
     ctx.put(name, "current", current)
     ctx.put(name, "u", u)
     if not lp.spiking:
         new = state._replace(membrane=u)
         record = IntRecord(x, current, u, u, None, None, None, None, None, None)
         if ctx.traces:
-            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace")
+            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace",
+                              "inputs")
+            ctx.observe(name, "input_elements", x.size)
             qb = state.bias_trace
             if lp.bias is not None:
-                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace")
+                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace",
+                                   "steps")
             new = new._replace(pre_trace=q, bias_trace=qb)
             record = record._replace(pre_trace=q, bias_trace=qb)
             ctx.put(name, "pre_trace", q)
@@ -409,9 +397,7 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         else:
             v = np.where(spikes == 1, 0, u)
         v = _requant(v, 0, f.membrane, f"{name}.membrane", ctx)  # overflow only (no shift)
-    ctx.count(name, "forward", "cmp", f.membrane.bits, n)
-    if lp.reset == "soft":
-        ctx.count(name, "forward", "add", f.membrane.bits, n_spikes)
+    ctx.observe(name, "spikes", n_spikes)
     ctx.put(name, "spikes", spikes)
     ctx.put(name, "membrane", v)
     new = state._replace(membrane=v, prev_spikes=spikes if lp.kind == "recurrent" else None)
@@ -424,27 +410,25 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         d = np.maximum(c.psi_width - absz, 0)  # membrane format
         wide = c.psi_slope * d  # frac psi_slope + membrane
         psi = _requant(wide, f.psi_slope.frac + fm - f.psi.frac, f.psi, f"{name}.psi", ctx)
-        ctx.count(name, "traces", "add", f.membrane.bits + 1, n)
-        ctx.count(name, "traces", "cmp", f.membrane.bits + 1, n)
-        _count_const(ctx, name, "traces", c.psi_slope, f.psi_slope, f.membrane, np.count_nonzero(d))
+        ctx.observe(name, "psi_support", np.count_nonzero(d))
     else:
         index = np.minimum(absz >> np.int64(f.psi_lut.index_shift), f.psi_lut.entries - 1)
         psi = c.psi_lut[index]
-        if f.psi_lut.index_shift:
-            ctx.count(name, "traces", "shift", f.membrane.bits + 1, n)
-        ctx.count(name, "traces", "cmp", f.membrane.bits + 1, n)
-        ctx.count(name, "traces", "lut", f.psi.bits, n, "psi_lut")
     ctx.put(name, "psi", psi)
     # -- traces
-    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, f.psi.frac, "post_trace")
-    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace")
+    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, f.psi.frac, "post_trace", "psi")
+    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace", "inputs")
+    ctx.observe(name, "input_elements", x.size)
     qb = state.bias_trace
     if lp.bias is not None:
-        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace")
+        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace",
+                           "steps")
     rec_in = rec_q = None
     if lp.kind == "recurrent":
         rec_in = state.prev_spikes
-        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, 0, "rec_pre_trace")
+        # its non-zero inputs are the forward's rec_events, already observed
+        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, 0, "rec_pre_trace",
+                              None)
         ctx.put(name, "rec_pre_trace", rec_q)
     for key, value in (("post_trace", p), ("pre_trace", q), ("bias_trace", qb if lp.bias is not None else None)):
         ctx.put(name, key, value)
@@ -484,13 +468,13 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
     onehot = np.zeros_like(y)
     onehot[np.arange(y.shape[0]), target] = np.int64(1) << np.int64(f_out.membrane.frac)
     error = _requant(y - onehot, f_out.membrane.frac - f_out.error.frac, f_out.error, f"{out_lp.name}.error", ctx)
-    ctx.count(out_lp.name, "learning_signal", "add", f_out.error.bits, y.shape[0])
+    ctx.observe(out_lp.name, "window_samples", y.shape[0])
     ctx.put(out_lp.name, "error", error)
     signals = {readout: error}
     wanted = set(params.learners)
     lowest = min(wanted)
     if params.learning_signal == "bp":
-        grad, grad_frac, grad_fmt = error, f_out.error.frac, f_out.error  # g of the layer above
+        grad, grad_frac = error, f_out.error.frac  # g of the layer above
         for i in range(readout - 1, lowest - 1, -1):
             above, lp = params.layers[i + 1], params.layers[i]
             fa = above.fmts
@@ -498,8 +482,7 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
             back = np.zeros((batch, above.geometry.n_in), np.int64)
             macs = transpose_mac(above.weight, grad.reshape(batch, above.geometry.channels, above.geometry.positions),
                                  above.geometry.idx, back)
-            ctx.count(lp.name, "learning_signal", "mac", f"{fa.weight.bits}x{grad_fmt.bits}", macs)
-            ctx.count(lp.name, "learning_signal", "read", fa.weight.bits, macs, "weight")
+            ctx.observe(lp.name, "bp_pairs", macs)
             fl = lp.fmts.learning_signal
             signal = _requant(back, fa.weight.frac + grad_frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
             signals[i] = signal
@@ -507,10 +490,9 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
             if i == lowest:
                 break
             psi = records[i].psi
-            prod = signal * psi
-            ctx.count(lp.name, "learning_signal", "mul", f"{fl.bits}x{lp.fmts.psi.bits}", np.count_nonzero(prod))
+            prod = signal * psi  # its non-zeros: signal_psi, observed in int_learn_step
             grad = _requant(prod, fl.frac + lp.fmts.psi.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
-            grad_frac, grad_fmt = fl.frac, fl
+            grad_frac = fl.frac
             ctx.put(lp.name, "grad", grad)
         return {i: signals[i] for i in wanted}
     sign = np.sign(error) if params.learning_signal == "sdfa" else None
@@ -519,35 +501,32 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
             continue
         lp = params.layers[i]
         fl, ffb = lp.fmts.learning_signal, lp.fmts.feedback
-        active = np.count_nonzero(error if sign is None else sign)
         if sign is None:
             wide = error @ lp.feedback.T  # exact int64
             signal = _requant(wide, ffb.frac + f_out.error.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
-            ctx.count(lp.name, "learning_signal", "mac", f"{ffb.bits}x{f_out.error.bits}", active * lp.geometry.n_out)
         else:
             wide = sign @ lp.feedback.T
             signal = _requant(wide, ffb.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
-            ctx.count(lp.name, "learning_signal", "add", fl.bits, active * lp.geometry.n_out)
-        ctx.count(lp.name, "learning_signal", "read", ffb.bits, active * lp.geometry.n_out, "feedback")
+        # counted by the readout's non-zero errors (its "signal", observed in int_learn_step)
         signals[i] = signal
         ctx.put(lp.name, "learning_signal", signal)
     return {i: signals[i] for i in wanted}
 
 
-def _modulate(lp: IntLayerParams, a: np.ndarray, a_frac: int, b: np.ndarray, b_fmt: FixedFormat, phase: str,
+def _modulate(lp: IntLayerParams, a: np.ndarray, a_frac: int, b: np.ndarray, b_fmt: FixedFormat, quantity: str,
               ctx: StepContext) -> np.ndarray:
-    """round(a * b) into the modulation format (a already a modulation code or signal)."""
+    """round(a * b) into the modulation format (a already a modulation code or signal);
+    its non-zero products are ``quantity``."""
     fm = lp.fmts.modulation
     prod = a * b
-    ctx.count(lp.name, phase, "mul", f"{fm.bits}x{b_fmt.bits}", np.count_nonzero(prod))
+    ctx.observe(lp.name, quantity, np.count_nonzero(prod))
     return _requant(prod, a_frac + b_fmt.frac - fm.frac, fm, f"{lp.name}.modulation", ctx)
 
 
 def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, sig_fmt: FixedFormat, phase: str,
                   ctx: StepContext) -> np.ndarray:
-    """round(alpha * L) into the modulation format."""
+    """round(alpha * L) into the modulation format (one per neuron: window_neurons)."""
     f = lp.fmts
-    _count_const(ctx, lp.name, phase, alpha, f.factor, sig_fmt, signal.size)
     return _requant(alpha * signal, f.factor.frac + sig_fmt.frac - f.modulation.frac, f.modulation,
                     f"{lp.name}.modulation", ctx)
 
@@ -567,17 +546,17 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     batch = signal.shape[0]
     shape3 = (batch, g.channels, g.positions)
     a_pre = _scale_signal(lp, c.alpha_pre, signal, sig_fmt, "eligibility_causal", ctx)
-    causal = a_pre if not lp.spiking else _modulate(lp, a_pre, fm.frac, record.psi, f.psi, "eligibility_causal", ctx)
+    causal = a_pre if not lp.spiking else _modulate(lp, a_pre, fm.frac, record.psi, f.psi, "causal_mod", ctx)
     noncausal = np.zeros((0, 0, 0), np.int64)
     if lp.spiking and c.alpha_post != 0:
         a_post = _scale_signal(lp, c.alpha_post, signal, sig_fmt, "eligibility_noncausal", ctx)
         noncausal = _modulate(lp, a_post, fm.frac, record.post_trace_prev, f.post_trace,
-                              "eligibility_noncausal", ctx).reshape(shape3)
+                              "noncausal_mod", ctx).reshape(shape3)
         ctx.put(name, "noncausal", noncausal)
     ctx.put(name, "causal", causal)
     new = {}
 
-    def correlate(geometry, pre, pre_frac, x, x_frac, binary, tensor, acc_name):
+    def correlate(geometry, pre, pre_frac, x, x_frac, tensor, acc_name, prefix):
         """Weight-shaped sum over the batch of round(m q_j + n x_j), into acc[tensor]."""
         shape = (batch, geometry.channels, geometry.positions)
         frac_e = fm.frac + max(pre_frac, x_frac)
@@ -588,47 +567,35 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
             causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
             geometry.idx, frac_e - fm.frac - pre_frac, frac_e - fm.frac - x_frac, frac_e - fu.frac,
             mode_code(fu.rounding), total)
-        ctx.count(name, "eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", n_c)
-        ctx.count(name, "eligibility_causal", "read", f.pre_trace.bits, n_c, pre_name[tensor])
-        if binary:
-            ctx.count(name, "eligibility_noncausal", "add", fm.bits + f.pre_trace.bits, n_nc)
-        else:
-            ctx.count(name, "eligibility_noncausal", "mac", f"{fm.bits}x{f.input.bits}", n_nc)
-        ctx.count(name, "accumulate", "add", fu.bits, n_contrib)
-        ctx.count(name, "accumulate", "read", fu.bits, n_contrib, acc_name)
-        ctx.count(name, "accumulate", "write", fu.bits, n_contrib, acc_name)
+        ctx.observe(name, f"{prefix}causal_pairs", n_c)
+        ctx.observe(name, f"{prefix}noncausal_pairs", n_nc)
+        ctx.observe(name, f"{prefix}contrib", n_contrib)
         out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
-    pre_name = {"weight": "pre_trace", "rec_weight": "rec_pre_trace"}
-    new["weight"] = correlate(g, record.pre_trace, f.pre_trace.frac, record.input, f.input.frac,
-                              f.binary_input, "weight", "update")
+    new["weight"] = correlate(g, record.pre_trace, f.pre_trace.frac, record.input, f.input.frac, "weight", "update", "")
     if lp.kind == "recurrent":  # recurrent synapses: pre-synaptic spikes o[t-1] and q_rec
         new["rec_weight"] = correlate(dense_geometry(g.n_out, g.n_out), record.rec_pre_trace, f.pre_trace.frac,
-                                      record.rec_input, 0, True, "rec_weight", "rec_update")
+                                      record.rec_input, 0, "rec_weight", "rec_update", "rec_")
     if lp.bias is not None:
         if bias_mode == "reference":
+            # counted by signal_psi (spiking) or signal (readout), observed in int_learn_step
             if lp.spiking:  # db = L psi
                 term = signal * record.psi
                 term_frac = sig_fmt.frac + f.psi.frac
-                ctx.count(name, "eligibility_causal", "mac", f"{sig_fmt.bits}x{f.psi.bits}", np.count_nonzero(term))
             else:  # db = L
                 term, term_frac = signal, sig_fmt.frac
-                ctx.count(name, "eligibility_causal", "add", sig_fmt.bits, np.count_nonzero(term))
         else:  # exact: b is a weight on a constant input 1 with pre-trace q_b
             term_frac = fm.frac + f.pre_trace.frac
             term = causal * record.bias_trace
-            ctx.count(name, "eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", np.count_nonzero(term))
+            ctx.observe(name, "bias_causal", np.count_nonzero(term))
             if noncausal.size:
                 nc = noncausal.reshape(batch, -1)
                 term = term + _align(nc, fm.frac, term_frac)
-                ctx.count(name, "eligibility_noncausal", "add", fm.bits + f.pre_trace.bits, np.count_nonzero(nc))
+                ctx.observe(name, "bias_noncausal", np.count_nonzero(nc))
         per_sample = term.reshape(shape3).sum(axis=2)  # exact sum over positions
         rounded = shift_right_round(per_sample, term_frac - fu.frac, fu.rounding)
-        ctx.count(name, "accumulate", "add", fu.bits, batch * g.channels)
-        ctx.count(name, "accumulate", "read", fu.bits, batch * g.channels, "bias_update")
-        ctx.count(name, "accumulate", "write", fu.bits, batch * g.channels, "bias_update")
         new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx)
         ctx.put(name, "acc_bias", new["bias"])
     return new
@@ -640,9 +607,29 @@ def int_learn_step(params: IntParams, state: IntState, records, target: np.ndarr
     layers = list(state.layers)
     for i in params.learners:
         lp = params.layers[i]
+        # per-neuron quantities of this window step, observed once (several ops read them)
+        signal, batch = signals[i], signals[i].shape[0]
+        ctx.observe(lp.name, "signal", np.count_nonzero(signal))
+        if lp.spiking:
+            ctx.observe(lp.name, "signal_psi", np.count_nonzero(signal * records[i].psi))
+        ctx.observe(lp.name, "window_neurons", batch * lp.geometry.n_out)
+        ctx.observe(lp.name, "window_channels", batch * lp.geometry.channels)
         acc = int_accumulate(lp, layers[i].acc, records[i], signals[i], params.bias_update, ctx)
         layers[i] = layers[i]._replace(acc=acc)
     return state._replace(layers=tuple(layers))
+
+
+def layer_shape(lp: IntLayerParams) -> LayerShape:
+    """What the datapath spec needs of one layer."""
+    g = lp.geometry
+    return LayerShape(lp.index, lp.kind, g.n_in, g.channels, g.positions, g.taps, lp.bias is not None, lp.reset,
+                      lp.fmts, lp.const)
+
+
+def params_spec(params: IntParams, train: bool) -> dict:
+    """The datapath spec of a run: forward only (inference) or with traces and learning."""
+    learning = Learning(params.learning_signal, params.bias_update, params.learners) if train else None
+    return network_spec([layer_shape(lp) for lp in params.layers], learning)
 
 
 def lane_layout(params: IntParams) -> dict[tuple[int, str], tuple[int, int]]:
@@ -691,16 +678,7 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
             changes[tensor] = written
             acc[tensor] = np.zeros_like(ls.acc[tensor])
             ctx.put(lp.name, f"new_{tensor}", written)
-            size = value.size
-            _count_const(ctx, lp.name, "weight_write", etas[i], f.learning_rate, f.update, size)
-            ctx.count(lp.name, "weight_write", "add", fmt.bits, size)
-            ctx.count(lp.name, "weight_write", "read", fmt.bits, size, tensor)
-            ctx.count(lp.name, "weight_write", "write", fmt.bits, size, tensor)
-            upd = tensor.replace("weight", "update") if tensor != "bias" else "bias_update"
-            ctx.count(lp.name, "weight_write", "read", f.update.bits, size, upd)
-            ctx.count(lp.name, "weight_write", "write", f.update.bits, size, upd)
-            if fmt.rounding == "stochastic":
-                ctx.count(lp.name, "weight_write", "rng", 32, size)
+        ctx.add_ops(lp.name, weight_write_ops(layer_shape(lp), etas[i]))
         new_layers[i] = replace(lp, **changes)
         new_states[i] = ls._replace(acc=acc)
     return replace(params, layers=tuple(new_layers)), IntState(tuple(new_states), lanes)
@@ -882,7 +860,8 @@ class IntNetwork:
         start = window_start(steps, params.window) if train else steps
         k = steps - start if train else (steps - window_start(steps, params.window))
         etas = self.etas(batch, k) if train else {}
-        ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None, pending={})
+        ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None,
+                          spec=params_spec(params, train))
         state = initial_state(params, batch, self.lanes, traces=train)
         target = None if target is None else np.asarray(target, np.int64)
         ys, spikes = [], [[] for _ in params.layers[:-1]]
