@@ -11,14 +11,25 @@ File format (``format: hwmodel-activity``, ``version: 1``)::
       "layers": {
         "layer0": {"events": [T integers], "spikes": [...], ...},
         ...
-      }
+      },
+      "overflow": {"tensors": {"layer0.membrane": {"format": "...", "events": n, "elements": m}, ...},
+                   "total_events": N}
     }
+
+:class:`ActivityFile` is the schema; ``measure_activity`` writes through it and
+``load_activity`` reads through it (strict: no unknown keys, no bool or float as a
+count, no NaN, no duplicate keys, at most :data:`MAX_ACTIVITY_BYTES`).
 
 Every series has one non-negative integer per step, summed over the batch; the quantity
 names and meanings are :data:`hwmodel.estimate.QUANTITY_HELP` (docs/hwmodel.md has the
-table). Learning quantities are zero outside the window. The fingerprint ties the file to
-one network and one set of formats: activity from another network is refused, and so is
-a file whose run (T, k, learning signal, update, bias update, rule) differs from the config.
+table). A count is at most what the layer can hold in one step (e.g. ``spikes`` <= B x
+neurons, ``events`` <= B x valid input operands); learning quantities are zero outside
+the window and exist only for learning layers; an inference run has forward quantities
+only. The fingerprint ties the file to one network and one set of formats: activity from
+another network is refused, and so is a file whose run (T, k, learning signal, update,
+bias update, rule) differs from the config. ``overflow`` is the integer model's overflow
+counter after the run (saturate/wrap events per tensor, weight quantization included),
+so a measurement taken on saturated values is never mistaken for a clean one.
 
 :func:`measure_activity` writes such a file from a run of :class:`fixedpoint.network.IntNetwork`:
 it reads the arrays the model logs (spikes, Psi, traces, errors, learning signals,
@@ -30,97 +41,265 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated, Literal
 
-from hwmodel.config import fingerprint, window_of
-from hwmodel.estimate import QUANTITIES, Activity, LayerInfo
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
+
+from hwmodel.config import MAX_BATCH, MAX_NAME, first_error, fingerprint, window_of
+from hwmodel.estimate import FORWARD_QUANTITIES, LEARN_QUANTITIES, QUANTITIES, Activity, LayerInfo
 from stllr.errors import InputError
+from stllr.schema import Steps, StrictModel
 
 FORMAT = "hwmodel-activity"
 VERSION = 1
 RUN_FIELDS = ("rule", "learning_signal", "update", "bias_update")
+#: Largest activity file read (a 20-layer network at T = 10 000 takes a few MB).
+MAX_ACTIVITY_BYTES = 64 * 2**20
+#: Largest count in a file: integers above 2**53 are not exact in float64 JSON readers.
+MAX_COUNT = 2**53
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Word = Annotated[str, Field(max_length=MAX_NAME)]
+
+
+# ------------------------------------------------------------------------ file format
+
+
+class ActivityRun(StrictModel):
+    """The run the counts come from."""
+
+    mode: Literal["stllr", "inference"]
+    batch: Annotated[int, Field(gt=0, le=MAX_BATCH)]
+    steps: Steps
+    window: Steps
+    rule: Word
+    learning_signal: Word
+    update: Word
+    bias_update: Word
+
+    @model_validator(mode="after")
+    def _window_within_steps(self) -> "ActivityRun":
+        if self.window > self.steps:
+            raise ValueError(f"window: k = {self.window} exceeds steps T = {self.steps}")
+        return self
+
+
+class _SeriesBase(StrictModel):
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data):
+        # a quantity the run did not have is left out; null would pass for zero counts unnoticed
+        if isinstance(data, dict):
+            for quantity, values in data.items():
+                if values is None:
+                    raise ValueError(f"{quantity}: null; leave a quantity out when the run has none")
+        return data
+
+
+#: Per-step series of one layer: one optional field per quantity (events required), so an
+#: unknown quantity is an error naming it.
+LayerSeries = create_model(
+    "LayerSeries", __base__=_SeriesBase,
+    **{q: ((list[Count], ...) if q == "events" else (list[Count] | None, None)) for q in QUANTITIES})
+
+
+class OverflowTensor(StrictModel):
+    """Saturate/wrap events of one tensor of the integer model (``format``: its fixed-point format)."""
+
+    format: Word
+    events: Count
+    elements: Count
+
+    @model_validator(mode="after")
+    def _events_within_elements(self) -> "OverflowTensor":
+        if self.events > self.elements:
+            raise ValueError(f"events: {self.events} overflow events among {self.elements} elements")
+        return self
+
+
+class OverflowCounts(StrictModel):
+    """The integer model's overflow counter after the measured run (weight quantization included)."""
+
+    tensors: dict[Word, OverflowTensor]
+    total_events: Count
+
+    @model_validator(mode="after")
+    def _total(self) -> "OverflowCounts":
+        total = sum(t.events for t in self.tensors.values())
+        if self.total_events != total:
+            raise ValueError(f"total_events: {self.total_events}, but the tensors sum to {total}")
+        return self
+
+
+class ActivityFile(StrictModel):
+    """An activity file (see the module docstring); used to write and to read it."""
+
+    format: Literal["hwmodel-activity"]
+    version: int
+    fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    run: ActivityRun
+    layers: dict[Word, LayerSeries]
+    overflow: OverflowCounts | None = None  # absent in files written before overflow was recorded
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != VERSION:
+            raise ValueError(f"expected {VERSION}, got {value}")
+        return value
+
+
+def to_payload(data: dict) -> dict:
+    """Validate an activity mapping against :class:`ActivityFile`; the JSON-ready dict."""
+    return ActivityFile.model_validate(data).model_dump(mode="json", exclude_none=True)
 
 
 # ------------------------------------------------------------------------------ file i/o
 
 
-def load_activity(path: str | Path, inputs, layers: list[LayerInfo]) -> Activity:
-    """Read and check an activity file against the model; one-line InputError on mismatch."""
+def _unique_keys(pairs):
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r:.40}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def read_activity_json(path: str | Path):
+    """Parse an activity file as JSON (size, UTF-8, duplicate keys, NaN checked); one-line InputError."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an activity file")
     if not path.is_file():
         raise InputError(f"{path}: activity file not found")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{path}: not valid JSON") from None
-    return parse_activity(data, str(path), inputs, layers)
+        size = path.stat().st_size
+        if size > MAX_ACTIVITY_BYTES:
+            raise InputError(f"{path}: activity file is {size} bytes, larger than {MAX_ACTIVITY_BYTES}")
+        raw = path.read_bytes()
+    except OSError as error:
+        raise InputError(f"{path}: cannot read activity file ({error.strerror or type(error).__name__})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: activity file is not UTF-8 text (byte {error.start})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    except ValueError as error:  # duplicate key, NaN, an integer of thousands of digits
+        raise InputError(f"{path}: not valid JSON ({' '.join(str(error).split())[:80]})") from None
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deep)") from None
+
+
+def load_activity(path: str | Path, inputs, layers: list[LayerInfo]) -> Activity:
+    """Read and check an activity file against the model; one-line InputError on mismatch."""
+    return parse_activity(read_activity_json(path), str(path), inputs, layers)
+
+
+def _per_step_limit(quantity: str, ly: LayerInfo, above: LayerInfo | None, batch: int) -> int | None:
+    """Largest count of ``quantity`` in one step of a batch (None: the layer has no such quantity)."""
+    spiking = ly.n_out if ly.spiking else None
+    recurrent = ly.n_out * ly.n_out if ly.recurrent else None
+    per_sample = {
+        "events": ly.pairs, "inputs": ly.n_in, "signal": ly.n_out,
+        "spikes": spiking, "psi": spiking, "psi_support": spiking, "signal_psi": spiking,
+        "causal_mod": spiking, "noncausal_mod": spiking,
+        "rec_events": ly.n_out if ly.recurrent else None,
+        "bp_pairs": above.channels * above.pairs if above is not None else None,
+        "causal_pairs": ly.channels * ly.pairs, "noncausal_pairs": ly.channels * ly.pairs,
+        "contrib": ly.weight_size,
+        "rec_causal_pairs": recurrent, "rec_noncausal_pairs": recurrent, "rec_contrib": recurrent,
+        "bias_causal": ly.n_out if ly.bias else None, "bias_noncausal": ly.n_out if ly.bias else None,
+    }[quantity]
+    return None if per_sample is None else batch * per_sample
 
 
 def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity:
     """Check an activity mapping (see the module docstring) and total it per layer."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise InputError(f"{path}: format: expected {FORMAT!r}")
-    if data.get("version") != VERSION:
-        raise InputError(f"{path}: version: expected {VERSION}, got {data.get('version')!r}")
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object with format {FORMAT!r}")
+    # format, version and fingerprint first: a file of another kind is named as such
+    if data.get("format") != FORMAT:
+        raise InputError(f"{path}: format: expected {FORMAT!r}, got {data.get('format')!r:.40}")
+    try:
+        parsed = ActivityFile.model_validate(data)
+    except ValidationError as error:
+        raise InputError(f"{path}: {first_error(error)}") from None
     want = fingerprint(inputs.config, inputs.quant)
-    if data.get("fingerprint") != want:
+    if parsed.fingerprint != want:
         raise InputError(f"{path}: fingerprint: activity was measured on another network or other formats "
-                         f"(file {str(data.get('fingerprint'))[:12]}..., config {want[:12]}...)")
-    run = data.get("run")
-    if not isinstance(run, dict):
-        raise InputError(f"{path}: run: missing")
-    for name in ("batch", "steps", "window"):
-        value = run.get(name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise InputError(f"{path}: run.{name}: expected a positive integer, got {value!r}")
-    if run.get("mode") not in ("stllr", "inference"):
-        raise InputError(f"{path}: run.mode: expected 'stllr' or 'inference', got {run.get('mode')!r}")
-    steps = run["steps"]
+                         f"(file {parsed.fingerprint[:12]}..., config {want[:12]}...)")
+    run = parsed.run
+    steps = run.steps
     if steps != inputs.steps:
         raise InputError(f"{path}: run.steps: activity has T = {steps}, the estimate asks for T = {inputs.steps}")
     learning = inputs.config.learning
-    train = run["mode"] == "stllr"
+    train = run.mode == "stllr"
     if train:
         k = window_of(inputs.config, steps)
-        if run["window"] != k:
-            raise InputError(f"{path}: run.window: activity has k = {run['window']}, config has k = {k}")
+        if run.window != k:
+            raise InputError(f"{path}: run.window: activity has k = {run.window}, config has k = {k}")
         for name in RUN_FIELDS:
-            if run.get(name) != getattr(learning, name):
-                raise InputError(f"{path}: run.{name}: activity has {run.get(name)!r}, "
+            if getattr(run, name) != getattr(learning, name):
+                raise InputError(f"{path}: run.{name}: activity has {getattr(run, name)!r:.40}, "
                                  f"config has learning.{name} = {getattr(learning, name)!r}")
-    series = data.get("layers")
-    if not isinstance(series, dict):
-        raise InputError(f"{path}: layers: missing")
     names = [ly.name for ly in layers]
-    for name in series:
+    for name in parsed.layers:
         if name not in names:
             raise InputError(f"{path}: layers.{name}: no such layer (network has {len(layers)})")
+    learners = set(range(len(layers))) if learning.rule != "readout_only" else {len(layers) - 1}
+    start = steps - run.window
+    batch = run.batch
     totals, per_step = [], []
     for ly in layers:
-        entry = series.get(ly.name, {})
-        if not isinstance(entry, dict):
-            raise InputError(f"{path}: layers.{ly.name}: expected a mapping of quantity -> per-step counts")
+        entry = parsed.layers.get(ly.name)
+        if entry is None:
+            raise InputError(f"{path}: layers.{ly.name}: missing")
+        above = layers[ly.index + 1] if ly.index + 1 < len(layers) else None
         t, s = {}, {}
-        for quantity, values in entry.items():
+        for quantity in QUANTITIES:
+            values = getattr(entry, quantity)
+            if values is None:
+                continue
             where = f"{path}: layers.{ly.name}.{quantity}"
-            if quantity not in QUANTITIES:
-                raise InputError(f"{where}: unknown quantity (known: {', '.join(QUANTITIES)})")
-            if (not isinstance(values, list) or len(values) != steps
-                    or any(not isinstance(v, int) or isinstance(v, bool) or v < 0 for v in values)):
-                raise InputError(f"{where}: expected {steps} non-negative integers (one per step)")
+            if len(values) != steps:
+                raise InputError(f"{where}: expected {steps} non-negative integers (one per step), got {len(values)}")
+            limit = _per_step_limit(quantity, ly, above, batch)
+            if limit is None:
+                raise InputError(f"{where}: a {ly.kind} layer{' without bias' if 'bias' in quantity else ''} "
+                                 "has no such quantity")
+            if not train and quantity not in FORWARD_QUANTITIES:
+                raise InputError(f"{where}: a training quantity in an inference run (run.mode inference)")
+            for step, value in enumerate(values):
+                if value > limit:
+                    raise InputError(f"{where}: {value} at step {step}, more than the {limit} possible "
+                                     f"(B = {batch} samples of this layer)")
+            if quantity in LEARN_QUANTITIES and any(values):
+                if ly.index not in learners:
+                    raise InputError(f"{where}: {ly.name} does not learn (learning.rule {learning.rule})")
+                early = next((i for i, v in enumerate(values[:start]) if v), None)
+                if early is not None:
+                    raise InputError(f"{where}: non-zero at step {early}, before the learning window "
+                                     f"(the last k = {run.window} of T = {steps} steps)")
             t[quantity] = sum(values)
-            s[quantity] = values
-        if "events" not in t:
-            raise InputError(f"{path}: layers.{ly.name}.events: missing")
+            s[quantity] = list(values)
         totals.append(t)
         per_step.append(s)
-    batch = run["batch"]
     in_rates = [t["events"] / (batch * steps * ly.pairs) if ly.pairs else 0.0 for t, ly in zip(totals, layers)]
     out_rates = [t.get("spikes", 0) / (batch * steps * ly.n_out) if ly.spiking else 0.0
                  for t, ly in zip(totals, layers)]
     rates = inputs.rates
     delta = [1.0] * len(layers) if rates is None else [rates.layer(i)["signal"] for i in range(len(layers))]
-    return Activity(batch, steps, run["window"], train, True, totals, delta, in_rates, out_rates, per_step,
-                    source=path)
+    overflow = parsed.overflow.total_events if parsed.overflow is not None else None
+    return Activity(batch, steps, run.window, train, True, totals, delta, in_rates, out_rates, per_step,
+                    source=path, overflow_events=overflow)
 
 
 # ------------------------------------------------------------------------- measurement
@@ -149,7 +328,7 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
     """
     import numpy as np
 
-    from fixedpoint.network import StepContext, _scale_signal, dense_geometry
+    from fixedpoint.network import StepContext, _requant, dense_geometry
     from stllr.learning import window_start
 
     x = np.asarray(x, np.float64)
@@ -203,13 +382,19 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
                 g_nz = (grad.reshape(batch, ga.channels, ga.positions) != 0).sum(axis=1)  # (B, P)
                 series(name, "bp_pairs")[t] = int((g_nz * (ga.idx >= 0).sum(axis=0)[None]).sum())
             ctx = StepContext()  # no counters: only the value round(alpha * L) is wanted
+
+            def scaled(alpha):
+                """round(alpha * L) into the modulation format, as the model's eligibility step."""
+                shift = f.factor.frac + sig_fmt.frac - f.modulation.frac
+                return _requant(alpha * signal, shift, f.modulation, f"{name}.modulation", ctx)
+
             causal = log[(t, name, "causal")].reshape(batch, g.channels, g.positions)
             noncausal = None
             if lp.spiking:
-                a_pre = _scale_signal(lp, c.alpha_pre, signal, sig_fmt, "eligibility_causal", ctx)
+                a_pre = scaled(c.alpha_pre)
                 series(name, "causal_mod")[t] = _nz(a_pre * log[(t, name, "psi")])
                 if c.alpha_post != 0:
-                    a_post = _scale_signal(lp, c.alpha_post, signal, sig_fmt, "eligibility_noncausal", ctx)
+                    a_post = scaled(c.alpha_post)
                     p_prev = log[(t - 1, name, "post_trace")] if t > 0 else np.zeros((batch, g.n_out), np.int64)
                     series(name, "noncausal_mod")[t] = _nz(a_post * p_prev)
                     noncausal = log[(t, name, "noncausal")].reshape(batch, g.channels, g.positions)
@@ -241,6 +426,9 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
            "window": steps - window_start(steps, params.window) if train else window_of(config, steps)}
     for name in RUN_FIELDS:
         run[name] = getattr(config.learning, name)
+    from fixedpoint.train import overflow_dict
+
     payload = {"format": FORMAT, "version": VERSION, "fingerprint": fingerprint(config, quant), "run": run,
-               "layers": {name: {q: v for q, v in s.items()} for name, s in out.items()}}
-    return payload, result
+               "layers": {name: {q: v for q, v in s.items()} for name, s in out.items()},
+               "overflow": overflow_dict(model.overflow)}
+    return to_payload(payload), result

@@ -5,10 +5,11 @@
                      [--plot FILE.png] [--detail] [--timing]
     hwmodel compare  CONFIG [--hw ...] [--activity ...] [--steps T] [--ks 1,2,5,10]
                      [--steps-list 10,20,50,100] [--json] [--out FILE]
-    hwmodel measure  CONFIG --out ACT.json [--batch B] [--steps T] [--inference]
+    hwmodel measure  CONFIG --out ACT.json [--batch B] [--steps T] [--checkpoint CKPT] [--inference]
 
 Bad input prints one line naming the field or file to stderr and exits with code 2;
-nothing is half-written (files go through a temp file and a rename). The estimate path
+every output is checked before any work, and nothing is half-written (files go through
+a temp file and a rename, all outputs of one command together). The estimate path
 imports neither torch nor the data loaders' heavy dependencies; ``measure`` runs the
 integer model (numba) on a float network (torch).
 """
@@ -16,40 +17,144 @@ integer model (numba) on a float network (torch).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import re
 import sys
 import time
+from pathlib import Path
 
+from hwmodel.config import MAX_BATCH  # most samples in one measured batch
 from stllr.errors import InputError, Parser
+from stllr.schema import MAX_STEPS
+
+#: Most values in --ks or --steps-list (the sweep is one row per pair).
+MAX_LIST = 64
+#: Windows k swept by compare without --ks (those <= T).
+DEFAULT_KS = (1, 2, 5, 10)
 
 
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"{flag}: expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise InputError(f"{flag}: expected positive integers, got {text!r}")
+# ------------------------------------------------------------------------------ flags
+
+
+def _bounded(low: int, high: int):
+    """argparse type: an integer in low..high (argparse names the flag in the error)."""
+
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r:.40}")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}")
+        return value
+
+    return parse
+
+
+def _int_list(text: str, flag: str, high: int = MAX_STEPS) -> list[int]:
+    """Comma-separated integers in 1..high, at most MAX_LIST, none repeated."""
+    items = text.split(",")
+    if not text.strip() or any(not re.fullmatch(r"\s*[0-9]+\s*", item) for item in items):
+        raise InputError(f"{flag}: expected comma-separated positive integers, got {text!r:.40}")
+    values = [int(item) for item in items]
+    if len(values) > MAX_LIST:
+        raise InputError(f"{flag}: {len(values)} values, at most {MAX_LIST}")
+    for value in values:
+        if not 1 <= value <= high:
+            raise InputError(f"{flag}: {value} is not in 1..{high}")
+    repeated = next((v for i, v in enumerate(values) if v in values[:i]), None)
+    if repeated is not None:
+        raise InputError(f"{flag}: {repeated} given twice")
     return values
 
 
 def _modes(text: str) -> tuple[str, ...]:
     from hwmodel.estimate import MODES
 
-    modes = tuple(m.strip() for m in text.split(",") if m.strip())
+    modes = tuple(m.strip() for m in text.split(","))
+    if not any(modes):
+        raise InputError("--modes: empty (choose from " + ", ".join(MODES) + ")")
     for mode in modes:
         if mode not in MODES:
-            raise InputError(f"--modes: unknown mode {mode!r} (choose from {', '.join(MODES)})")
-    if not modes:
-        raise InputError("--modes: empty")
+            raise InputError(f"--modes: unknown mode {mode!r:.40} (choose from {', '.join(MODES)})")
+    repeated = next((m for i, m in enumerate(modes) if m in modes[:i]), None)
+    if repeated is not None:
+        raise InputError(f"--modes: {repeated} given twice")
     return modes
 
 
-def _build(args, modes):
-    from hwmodel.activity import load_activity
+# ----------------------------------------------------------------------------- outputs
+
+
+def _check_outputs(outputs: list[tuple[str, str | None]], inputs: list[str | None]) -> None:
+    """Every output (flag, path) may be written: a file name, not under a file, not an
+    input, not another output. Checked before any work, so a refusal writes nothing."""
+    from stllr.atomic import check_output_file
+
+    seen: dict[str, str] = {}
+    sources = {os.path.realpath(path): path for path in inputs if path}
+    for flag, path in outputs:
+        if path is None:
+            continue
+        check_output_file(path, f"{flag} ")
+        real = os.path.realpath(path)
+        if real in sources:
+            raise InputError(f"{flag} {path}: is the input file {sources[real]} (refusing to overwrite it)")
+        if real in seen:
+            raise InputError(f"{flag} {path}: the same file as {seen[real]}")
+        seen[real] = flag
+        folder = next(parent for parent in Path(real).parents if parent.exists())
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{flag} {path}: folder {folder} is not writable")
+
+
+def _write_outputs(files: list[tuple[str, str, bytes]]) -> None:
+    """Write every (flag, path, content) whole, or none of them: all temp files are written
+    first and renamed together; missing folders are created (and removed on failure)."""
+    from stllr.atomic import atomic_path
+
+    created: list[Path] = []
+    flag, path = files[0][0], files[0][1]  # the output being written, for the message
+    try:
+        with contextlib.ExitStack() as stack:
+            for flag, path, content in files:
+                missing = [p for p in reversed(Path(path).parents) if not p.exists()]
+                for folder in missing:
+                    folder.mkdir()
+                    created.append(folder)
+                tmp = stack.enter_context(atomic_path(path))
+                tmp.write_bytes(content)
+    except OSError as error:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise InputError(f"{flag} {path}: cannot write ({error.strerror or type(error).__name__})") from None
+
+
+def _emit(text: str, out: str | None, files: list | None = None) -> None:
+    """``text`` to ``--out`` (with the other ``files``, all or none) or to stdout."""
+    files = list(files or [])
+    if out:
+        files.insert(0, ("--out", out, text.encode()))
+    if files:
+        _write_outputs(files)
+    if not out:
+        sys.stdout.write(text)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def _inputs(args):
     from hwmodel.config import load_inputs
+
+    return load_inputs(args.config, args.hw, args.steps)
+
+
+def _build(args, inputs, modes):
+    from hwmodel.activity import load_activity
     from hwmodel.estimate import build_layers, estimate
 
-    inputs = load_inputs(args.config, args.hw, args.steps)
     activity = None
     if args.activity:
         layers = build_layers(inputs.config, inputs.quant)
@@ -60,18 +165,18 @@ def _build(args, modes):
     return estimate(inputs, activity, modes)
 
 
-def _emit(text: str, out) -> None:
-    from stllr.atomic import atomic_write_text
+def _rich_text(draw) -> str:
+    """What ``draw(console)`` prints, as text (for --out)."""
+    from io import StringIO
 
-    if out:
-        atomic_write_text(out, text)
-    else:
-        sys.stdout.write(text)
+    from rich.console import Console
+
+    buffer = StringIO()
+    draw(Console(file=buffer, width=160))
+    return buffer.getvalue()
 
 
 def _estimate(args) -> int:
-    import json
-
     started = time.perf_counter()
     import hwmodel.activity  # noqa: F401  (the imports the estimate needs, timed apart)
     import stllr.config  # noqa: F401
@@ -79,27 +184,28 @@ def _estimate(args) -> int:
 
     imported = time.perf_counter()
     modes = _modes(args.modes)
-    est = _build(args, modes)
+    if args.plot is not None and not args.plot.lower().endswith(".png"):
+        raise InputError(f"--plot {args.plot}: expected a .png file name")
+    _check_outputs([("--out", args.out), ("--plot", args.plot)], [args.config, args.hw, args.activity])
+    est = _build(args, _inputs(args), modes)
     computed = time.perf_counter()
     if args.json:
-        _emit(json.dumps(report.to_dict(est, detail=True), indent=1) + "\n", args.out)
+        text = report.to_json(report.to_dict(est, detail=True))
     elif args.csv:
-        _emit(report.to_csv(est), args.out)
+        text = report.to_csv(est)
+    elif args.out:
+        text = _rich_text(lambda console: report.render(est, console, detail=args.detail))
     else:
+        text = None
+    plot = [("--plot", args.plot, report.plot_png(est))] if args.plot else []
+    if text is None:  # the tables go straight to the terminal (colours, its width)
         from rich.console import Console
 
-        if args.out:
-            from io import StringIO
-
-            buffer = StringIO()
-            report.render(est, Console(file=buffer, width=160), detail=args.detail)
-            _emit(buffer.getvalue(), args.out)
-        else:
-            report.render(est, Console(), detail=args.detail)
-    if args.plot:
-        if not args.plot.lower().endswith(".png"):
-            raise InputError(f"--plot: {args.plot}: expected a .png file name")
-        report.plot(est, args.plot)
+        if plot:
+            _write_outputs(plot)
+        report.render(est, Console(), detail=args.detail)
+    else:
+        _emit(text, args.out, plot)
     if args.timing:
         done = time.perf_counter()
         print(f"hwmodel timing: imports {imported - started:.3f} s, estimate {computed - imported:.3f} s, "
@@ -108,64 +214,128 @@ def _estimate(args) -> int:
 
 
 def _compare(args) -> int:
-    import json
-
     from hwmodel import report
 
-    est = _build(args, ("inference", "stllr", "bptt"))
-    ks = _int_list(args.ks, "--ks")
-    steps_list = _int_list(args.steps_list, "--steps-list") if args.steps_list else [est.activity.steps]
-    rows = report.sweep(est, ks, steps_list)
+    ks = _int_list(args.ks, "--ks") if args.ks is not None else None
+    steps_list = _int_list(args.steps_list, "--steps-list") if args.steps_list is not None else None
+    _check_outputs([("--out", args.out)], [args.config, args.hw, args.activity])
+    inputs = _inputs(args)
+    shortest = min(steps_list or [inputs.steps])
+    if ks is None:  # the default windows that fit every T
+        ks = [k for k in DEFAULT_KS if k <= shortest]
+    for k in ks:
+        if k > shortest:
+            where = "of --steps-list" if steps_list else "(--steps or data.num_steps)"
+            raise InputError(f"--ks: k = {k} exceeds T = {shortest} {where}; the window is at most T")
+    est = _build(args, inputs, ("inference", "stllr", "bptt"))
+    rows = report.sweep(est, ks, steps_list or [est.activity.steps])
     if args.json:
         payload = {"config": est.inputs.source, "ratios_bptt_over_stllr": report.ratios(est),
                    "summary": {m: report.mode_summary(est, m) for m in est.results}, "sweep": rows}
-        _emit(json.dumps(payload, indent=1) + "\n", args.out)
+        _emit(report.to_json(payload), args.out)
         return 0
-    from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]hwmodel compare[/bold] {est.inputs.source}: {report.network_line(est)}")
-    rat = report.ratios(est)
-    table = Table(title="BPTT / S-TLLR at the configured T and k (> 1: S-TLLR needs less)")
-    for column in ("state memory", "state + grad acc", "total memory", "MACs", "MACs dense", "energy"):
-        table.add_column(column, justify="right")
-    table.add_row(*(report.ratio_str(rat[k]) for k in ("state_memory", "learning_memory", "total_memory", "macs",
-                                                         "macs_dense", "energy")))
-    console.print(table)
-    report.render_sweep(rows, console)
+    def draw(console) -> None:
+        from rich.markup import escape
+        from rich.table import Table
+
+        console.print(f"[bold]hwmodel compare[/bold] {escape(est.inputs.source)}: "
+                      f"{escape(report.network_line(est))}")
+        rat = report.ratios(est)
+        table = Table(title="BPTT / S-TLLR at the configured T and k (> 1: S-TLLR needs less)")
+        for column in ("state memory", "state + grad acc", "total memory", "MACs", "MACs dense", "energy"):
+            table.add_column(column, justify="right")
+        table.add_row(*(report.ratio_str(rat[k]) for k in ("state_memory", "learning_memory", "total_memory",
+                                                             "macs", "macs_dense", "energy")))
+        console.print(table)
+        report.render_sweep(rows, console)
+
+    if args.out:
+        _emit(_rich_text(draw), args.out)
+    else:
+        from rich.console import Console
+
+        draw(Console())
     return 0
 
 
-def _measure(args) -> int:
+def _measure_data(config, batch_flag: int | None):
+    """(x, y) of the first B training samples, checked against the network."""
+    import math
+
     import numpy as np
 
-    from hwmodel.activity import measure_activity
-    from hwmodel.config import load_inputs
-    from stllr.atomic import atomic_write_json
-
-    inputs = load_inputs(args.config, None, args.steps)
-    config, quant = inputs.config, inputs.quant
-    from fixedpoint.network import IntNetwork
     from stllr.data import load_data
-    from stllr.network import SpikingNetwork
+
+    train_set, _ = load_data(config.data)
+    available = int(train_set.x.shape[0])
+    batch = batch_flag or config.train.batch_size
+    if batch > available:
+        flag = "--batch" if batch_flag else "train.batch_size"
+        raise InputError(f"{flag}: B = {batch} exceeds the {available} training samples of the data; "
+                         "give a smaller --batch")
+    x = np.asarray(train_set.x[:batch], np.float64)
+    y = np.asarray(train_set.y[:batch])
+    shape = list(config.network.input_shape)
+    if math.prod(x.shape[2:]) != math.prod(shape):
+        raise InputError(f"data: samples of shape {list(x.shape[2:])} do not fit network.input_shape {shape}")
+    classes = config.network.layers[-1].size if config.network.layers[-1].kind == "readout" else None
+    if classes is not None and y.size and int(y.max()) >= classes:
+        raise InputError(f"data: label {int(y.max())} is not a class of the readout (size {classes})")
+    return x.reshape(x.shape[0], x.shape[1], *shape), y
+
+
+def _measure(args) -> int:
+    from hwmodel.config import load_inputs
+
+    _check_outputs([("--out", args.out)], [args.config, args.checkpoint])
+    loaded = {}
+
+    def data_steps(config) -> int:  # T of the data files when the config does not say
+        loaded["data"] = _measure_data(config, args.batch)
+        return int(loaded["data"][0].shape[1])
+
+    inputs = load_inputs(args.config, None, args.steps, data_steps=data_steps)
+    config, quant = inputs.config, inputs.quant
+    x, y = loaded["data"] if "data" in loaded else _measure_data(config, args.batch)
+    if x.shape[1] != inputs.steps:
+        flag = "--steps" if args.steps else "data.num_steps"
+        raise InputError(f"{flag}: the data has T = {x.shape[1]}, not {inputs.steps}")
 
     import torch
 
-    train_set, _ = load_data(config.data)
-    batch = args.batch or config.train.batch_size
-    x = np.asarray(train_set.x[:batch], np.float64)
-    y = np.asarray(train_set.y[:batch])
-    if x.shape[1] != inputs.steps:
-        raise InputError(f"--steps: the data has T = {x.shape[1]}, not {inputs.steps}")
+    from fixedpoint.config import check_learning
+    from fixedpoint.network import IntNetwork
+    from hwmodel.activity import measure_activity
+    from stllr.network import SpikingNetwork
+
+    check_learning(config.learning)
+    checkpoint = None
+    if args.checkpoint:
+        from stllr.train import load_checkpoint
+
+        checkpoint = load_checkpoint(Path(args.checkpoint), config)
     torch.manual_seed(config.train.seed)
     net = SpikingNetwork(config.network, config.learning).double()
+    if checkpoint is not None:
+        from stllr.train import load_weights
+
+        load_weights(net, checkpoint, args.checkpoint)
     model = IntNetwork.from_float(net, quant, lr=config.train.lr)
-    payload, _ = measure_activity(model, config, quant, x.reshape(x.shape[0], x.shape[1], *config.network.input_shape),
-                                  y, train=not args.inference)
-    atomic_write_json(args.out, payload)
-    print(f"hwmodel: wrote {args.out} ({payload['run']['mode']}, B={payload['run']['batch']}, "
-          f"T={payload['run']['steps']})")
+    payload, _ = measure_activity(model, config, quant, x, y, train=not args.inference)
+    from hwmodel.report import to_json
+
+    _write_outputs([("--out", args.out, to_json(payload).encode())])
+    run, overflow = payload["run"], payload["overflow"]
+    weights = (f"weights of {args.checkpoint}" if args.checkpoint
+               else f"initial weights (train.seed {config.train.seed})")
+    print(f"hwmodel: wrote {args.out} ({run['mode']}, B={run['batch']}, T={run['steps']}, {weights})")
+    print("overflow summary (saturate/wrap events per tensor: weight quantization and this batch):")
+    print(model.overflow.summary())
+    if overflow["total_events"]:
+        print(f"hwmodel measure: warning: {overflow['total_events']} overflow events (saturate/wrap) in the "
+              f"integer model; the counts are of clipped values (see the summary, and 'overflow' in {args.out})",
+              file=sys.stderr)
     return 0
 
 
@@ -178,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "optional hardware: and activity: sections)")
         sub.add_argument("--hw", help="YAML file with a top-level hardware: section (overrides the model file's)")
         sub.add_argument("--activity", help="activity JSON measured by the integer model (hwmodel measure)")
-        sub.add_argument("--steps", type=int, help="T (overrides data.num_steps)")
+        sub.add_argument("--steps", type=_bounded(1, MAX_STEPS), help="T (overrides data.num_steps)")
         sub.add_argument("--out", help="write the output to this file instead of stdout")
         sub.add_argument("--json", action="store_true", help="JSON output")
 
@@ -194,15 +364,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = commands.add_parser("compare", help="S-TLLR vs BPTT ratios and a sweep over k and T")
     common(cmp_)
-    cmp_.add_argument("--ks", default="1,2,5,10", help="windows k to sweep (default 1,2,5,10)")
+    cmp_.add_argument("--ks", help="windows k to sweep, each <= every T (default: those of 1,2,5,10 <= T)")
     cmp_.add_argument("--steps-list", help="T values to sweep (default: the configured T)")
     cmp_.set_defaults(handler=_compare)
 
     meas = commands.add_parser("measure", help="run the integer model on the config's data; write activity JSON")
     meas.add_argument("config")
     meas.add_argument("--out", required=True, help="activity JSON to write")
-    meas.add_argument("--batch", type=int, help="samples (default train.batch_size)")
-    meas.add_argument("--steps", type=int, help="T (overrides data.num_steps)")
+    meas.add_argument("--batch", type=_bounded(1, MAX_BATCH), help="samples (default train.batch_size)")
+    meas.add_argument("--steps", type=_bounded(1, MAX_STEPS), help="T (overrides data.num_steps)")
+    meas.add_argument("--checkpoint", help="float checkpoint (stllr train) whose weights to measure "
+                                           "(default: the initial weights, seeded by train.seed)")
     meas.add_argument("--inference", action="store_true", help="measure inference only (no traces, no learning)")
     meas.set_defaults(handler=_measure)
     return parser
@@ -216,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except InputError as error:
-        print(f"hwmodel: error: {error}", file=sys.stderr)
+        print(f"hwmodel: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a file that vanished or cannot be read between the checks and the use
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"hwmodel: error: {where}{error.strerror or type(error).__name__}", file=sys.stderr)
         return 2
 
 

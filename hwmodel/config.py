@@ -31,13 +31,15 @@ kind the estimate needs must be there (a missing one is an error naming it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from fixedpoint.config import per_layer_mapping
+from fixedpoint.counters import KINDS
 from hwmodel.energy import (
     DEFAULT_ENERGY,
     DRAM_PJ_PER_BIT,
@@ -47,10 +49,27 @@ from hwmodel.energy import (
     parse_width,
 )
 from stllr.errors import InputError
-from stllr.schema import StrictModel
+from stllr.schema import MAX_STEPS, StrictModel
+
+# Bounds of the hardware figures: far beyond any real design, but finite, so no figure
+# can turn an energy, a size or a latency into inf (or a huge integer) downstream.
+MAX_PJ = 1e9  # pJ per operation or per bit (1 mJ)
+MAX_CLOCK_MHZ = 1e6  # 1 THz
+MAX_LANES = 2**20
+MAX_BATCH = 65536  # samples in one measured batch, or held in flight
+MAX_WIDTH_BITS = 1024  # operand width in an energy table
+MAX_SIZE_KB = 2.0**30  # one memory bank: 1 TiB
+MAX_WORD_BITS = 2**16
+MAX_PORTS = 1024
+MAX_NAME = 200  # characters of a name or a source line
 
 Positive = Annotated[float, Field(gt=0.0)]
+Energy = Annotated[float, Field(gt=0.0, le=MAX_PJ)]
+EnergyOrZero = Annotated[float, Field(ge=0.0, le=MAX_PJ)]
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+#: A memory's name: what a hardware engineer would call a bank (sram_weights, hbm0, l2.state).
+MemoryName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")]
 
 
 _Strict = StrictModel  # strict types, finite floats, no unknown keys (stllr/schema.py)
@@ -59,45 +78,64 @@ _Strict = StrictModel  # strict types, finite floats, no unknown keys (stllr/sch
 # ------------------------------------------------------------------------------ energy
 
 
+#: Compute kinds an energy table may price (read/write are memory accesses, priced by placement).
+COMPUTE_KINDS = tuple(kind for kind in KINDS if kind not in ("read", "write"))
+
+
 class OpEnergy(_Strict):
     """Energy of one compute kind: a rule (see hwmodel.energy) and its data."""
 
     rule: Literal["linear", "product", "mac", "fixed"]
-    anchors: dict[int, Positive] | None = None  # width (bits) -> pJ; product: n means n x n
-    pj: Annotated[float, Field(ge=0.0)] | None = None  # fixed
-    table: dict[str, Annotated[float, Field(ge=0.0)]] = {}  # explicit width string -> pJ
+    anchors: dict[int, Energy] | None = None  # width (bits) -> pJ; product: n means n x n
+    pj: EnergyOrZero | None = None  # fixed
+    table: dict[str, EnergyOrZero] = {}  # explicit width string -> pJ
 
     @model_validator(mode="after")
     def _check(self) -> "OpEnergy":
         if self.rule in ("linear", "product") and not self.anchors:
             raise ValueError(f"rule {self.rule} needs anchors (width -> pJ)")
-        if self.anchors and min(self.anchors) <= 0:
-            raise ValueError("anchors: widths must be positive")
+        if self.anchors and not all(0 < width <= MAX_WIDTH_BITS for width in self.anchors):
+            raise ValueError(f"anchors: widths must be in 1..{MAX_WIDTH_BITS} bits")
         if self.rule == "fixed" and self.pj is None:
             raise ValueError("rule fixed needs pj")
+        # A value the rule does not read is a mistake the user would not see in the results.
+        if self.anchors is not None and self.rule in ("mac", "fixed"):
+            raise ValueError(f"anchors: not used by rule {self.rule}")
+        if self.pj is not None and self.rule != "fixed":
+            raise ValueError(f"pj: not used by rule {self.rule} (only by rule fixed)")
         for width in self.table:
-            parse_width(width)
+            if max(parse_width(width)) > MAX_WIDTH_BITS:
+                raise ValueError(f"table: width {width!r} is wider than {MAX_WIDTH_BITS} bits")
         return self
 
 
 class EnergyTable(_Strict):
-    source: str = ""
+    source: Annotated[str, Field(max_length=1000)] = ""
     ops: dict[str, OpEnergy]
-    fp32: dict[Literal["add", "mul"], Positive] = {}
+    fp32: dict[Literal["add", "mul"], Energy] = {}
+
+    @field_validator("ops")
+    @classmethod
+    def _known_kinds(cls, ops: dict) -> dict:
+        for kind in ops:
+            if kind not in COMPUTE_KINDS:
+                raise ValueError(f"{kind}: unknown compute kind (known: {', '.join(COMPUTE_KINDS)})")
+        return ops
 
 
 class SramModel(_Strict):
     """Energy per access of ``anchor_bits`` at the anchor bank sizes (KB)."""
 
-    anchors_kb: Annotated[dict[Positive, Positive], Field(min_length=1)] = dict(SRAM_ANCHORS_KB)
-    anchor_bits: Annotated[int, Field(gt=0)] = SRAM_ANCHOR_BITS
+    anchors_kb: Annotated[dict[Annotated[float, Field(gt=0.0, le=MAX_SIZE_KB)], Energy],
+                          Field(min_length=1)] = dict(SRAM_ANCHORS_KB)
+    anchor_bits: Annotated[int, Field(gt=0, le=MAX_WORD_BITS)] = SRAM_ANCHOR_BITS
 
 
 class Memory(_Strict):
     kind: Literal["sram", "dram", "registers"]
-    size_kb: Positive | None = None  # sram: None = sized to the tensors placed in it
-    word_bits: Annotated[int, Field(gt=0)] = 64  # bits per port per cycle
-    ports: Annotated[int, Field(gt=0)] = 1
+    size_kb: Annotated[float, Field(gt=0.0, le=MAX_SIZE_KB)] | None = None  # None = sized to its contents
+    word_bits: Annotated[int, Field(gt=0, le=MAX_WORD_BITS)] = 64  # bits per port per cycle
+    ports: Annotated[int, Field(gt=0, le=MAX_PORTS)] = 1
 
 
 DEFAULT_MEMORIES = {
@@ -134,23 +172,29 @@ DEFAULT_PLACEMENT = {
 
 
 class HardwareConfig(_Strict):
-    name: str = "45 nm edge learner (default)"
-    clock_mhz: Positive = 200.0
-    lanes: Annotated[int, Field(gt=0)] = 64
-    samples_in_flight: Annotated[int, Field(gt=0)] = 1
+    name: Name = "45 nm edge learner (default)"
+    clock_mhz: Annotated[float, Field(gt=0.0, le=MAX_CLOCK_MHZ)] = 200.0
+    lanes: Annotated[int, Field(gt=0, le=MAX_LANES)] = 64
+    samples_in_flight: Annotated[int, Field(gt=0, le=MAX_BATCH)] = 1
     energy: EnergyTable = EnergyTable.model_validate(DEFAULT_ENERGY)
     sram: SramModel = SramModel()
-    dram_pj_per_bit: Positive = DRAM_PJ_PER_BIT
-    register_pj_per_bit: Positive = REGISTER_PJ_PER_BIT
-    memories: dict[str, Memory] = {k: Memory(**v) for k, v in DEFAULT_MEMORIES.items()}
-    placement: dict[str, str] = dict(DEFAULT_PLACEMENT)
+    dram_pj_per_bit: Energy = DRAM_PJ_PER_BIT
+    register_pj_per_bit: Energy = REGISTER_PJ_PER_BIT
+    memories: dict[MemoryName, Memory] = {k: Memory(**v) for k, v in DEFAULT_MEMORIES.items()}
+    placement: dict[str, MemoryName] = dict(DEFAULT_PLACEMENT)
 
     @model_validator(mode="after")
     def _check_placement(self) -> "HardwareConfig":
         for tensor, memory in self.placement.items():
+            if tensor not in DEFAULT_PLACEMENT:  # a typo would leave the tensor in the default memory
+                raise ValueError(f"placement.{tensor}: unknown tensor (known: {', '.join(DEFAULT_PLACEMENT)})")
             if memory not in self.memories:
                 raise ValueError(f"placement.{tensor}: unknown memory {memory!r} "
                                  f"(memories: {', '.join(sorted(self.memories))})")
+        if "default" not in self.placement:
+            unplaced = [t for t in DEFAULT_PLACEMENT if t != "default" and t not in self.placement]
+            if unplaced:
+                raise ValueError(f"placement.{unplaced[0]}: no memory for this tensor (name it or add a default)")
         return self
 
     def memory_of(self, tensor: str) -> str:
@@ -203,13 +247,22 @@ class ActivityRates(_Strict):
 # ------------------------------------------------------------------------------ inputs
 
 
-def _first_error(error: ValidationError, prefix: str) -> str:
-    """First pydantic error as ``prefix.dotted.field: message`` (one line)."""
+def first_error(error: ValidationError, prefix: str = "") -> str:
+    """First pydantic error as ``prefix.dotted.field: message`` (one line); a validator's
+    message that starts with a field name below the error's location extends the path."""
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
     message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].replace("\n", " ")
     message = message.removeprefix("Value error, ")
-    return f"{prefix}.{location}: {message}" if location else f"{prefix}: {message}"
+    if first["type"] in ("int_type", "float_type", "bool_type", "string_type", "dict_type") and "input" in first:
+        message = f"{message}, got {type(first['input']).__name__} {first['input']!r:.40}"
+    path = ".".join(part for part in (prefix, location) if part)
+    field = re.match(r"([\w.-]+): ", message)  # a validator naming the field below the location
+    if not path:
+        return message
+    if field and first["type"] == "value_error":
+        return f"{path}.{message}"
+    return f"{path}: {message}"
 
 
 def parse_hardware(data, source: str) -> HardwareConfig:
@@ -220,7 +273,7 @@ def parse_hardware(data, source: str) -> HardwareConfig:
     try:
         return HardwareConfig.model_validate(data)
     except ValidationError as error:
-        raise InputError(f"{source}: {_first_error(error, 'hardware')}") from None
+        raise InputError(f"{source}: {first_error(error, 'hardware')}") from None
 
 
 def parse_activity_rates(data, source: str) -> ActivityRates | None:
@@ -231,13 +284,15 @@ def parse_activity_rates(data, source: str) -> ActivityRates | None:
     try:
         return ActivityRates.model_validate(data)
     except ValidationError as error:
-        raise InputError(f"{source}: {_first_error(error, 'activity')}") from None
+        raise InputError(f"{source}: {first_error(error, 'activity')}") from None
 
 
-def read_yaml(path: str | Path) -> dict:
-    from stllr.config import read_yaml as parse_yaml_file
+def read_yaml(path: str | Path, what: str = "model file") -> dict:
+    from stllr.schema import read_yaml as parse_yaml_file
 
-    data = parse_yaml_file(path)
+    if Path(path).is_dir():
+        raise InputError(f"{path}: is a folder, expected a {what}")
+    data = parse_yaml_file(path, what)
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be a mapping")
     return data
@@ -253,10 +308,22 @@ class ModelInputs:
     rates: ActivityRates | None
     steps: int
     source: str
+    hardware_source: str = ""  # the file the hardware section came from ("" = built-in default)
 
 
-def load_inputs(path: str | Path, hw_path: str | Path | None = None, steps: int | None = None) -> ModelInputs:
-    """Read a model file (plus an optional hardware file); one-line InputError on bad input."""
+def check_steps(steps: int, flag: str = "--steps") -> int:
+    """T in 1..MAX_STEPS (a type error or bound names ``flag``)."""
+    if type(steps) is not int or not 0 < steps <= MAX_STEPS:
+        raise InputError(f"{flag}: T must be an integer in 1..{MAX_STEPS}, got {steps!r:.40}")
+    return steps
+
+
+def load_inputs(path: str | Path, hw_path: str | Path | None = None, steps: int | None = None,
+                data_steps: Callable[[object], int] | None = None) -> ModelInputs:
+    """Read a model file (plus an optional hardware file); one-line InputError on bad input.
+
+    T is ``steps``, else ``data.num_steps``, else ``data_steps(config)`` (the T of the data
+    files, for ``measure``)."""
     from fixedpoint.config import QuantConfig, check_layer_indices
     from stllr.config import parse_config
 
@@ -267,9 +334,11 @@ def load_inputs(path: str | Path, hw_path: str | Path | None = None, steps: int 
     config = parse_config(data, str(path), base_dir=path.parent)
     source = str(path)
     if hw_path is not None:
-        hw = read_yaml(hw_path)
+        hw = read_yaml(hw_path, "hardware file")
         if "hardware" not in hw or set(hw) != {"hardware"}:
             raise InputError(f"{hw_path}: expected exactly one top-level 'hardware:' section")
+        if not isinstance(hw["hardware"], dict):  # an empty section would silently cost the default design
+            raise InputError(f"{hw_path}: hardware: must be a mapping of hardware figures")
         hardware_data, source_hw = hw["hardware"], str(hw_path)
     else:
         source_hw = source
@@ -279,21 +348,23 @@ def load_inputs(path: str | Path, hw_path: str | Path | None = None, steps: int 
     check_layer_indices(config.network, quant)
     if rates is not None:
         for index in rates.layers:
-            if index >= len(config.network.layers):
+            if not 0 <= index < len(config.network.layers):
                 raise InputError(f"{source}: activity.layers.{index}: no such layer "
                                  f"(network has {len(config.network.layers)})")
             if config.network.layers[index].kind == "readout" and rates.layers[index].output is not None:
                 raise InputError(f"{source}: activity.layers.{index}.output: the readout does not spike")
     if steps is None:
         steps = config.data.num_steps
+        if steps is None and data_steps is not None:
+            steps = data_steps(config)
         if steps is None:
             raise InputError(f"{source}: data.num_steps: not set; give the number of steps with --steps T")
-    if steps <= 0:
-        raise InputError(f"--steps: T must be > 0, got {steps}")
+    check_steps(steps)
     window = config.learning.window
     if window is not None and window > steps:
         raise InputError(f"{source}: learning.window: k = {window} exceeds the number of steps T = {steps}")
-    return ModelInputs(config, quant, hardware, rates, steps, source)
+    hardware_source = source_hw if hardware_data is not None else ""
+    return ModelInputs(config, quant, hardware, rates, steps, source, hardware_source)
 
 
 def fingerprint(config, quant) -> str:

@@ -214,6 +214,7 @@ class Activity:
     output_rates: list[float]
     per_step: list[dict[str, list[int]]] | None = None
     source: str = "rates"
+    overflow_events: int | None = None  # saturate/wrap events of the measured run (None: not recorded)
 
     def get(self, index: int, name: str) -> float:
         return self.totals[index].get(name, 0)
@@ -669,8 +670,9 @@ def memory_tensors(layers: list[LayerInfo], setup: Setup, mode: str, samples: in
 class EnergyModel:
     """pJ per compute operation (hardware.energy) and per bit accessed in each memory."""
 
-    def __init__(self, hw: HardwareConfig) -> None:
+    def __init__(self, hw: HardwareConfig, source: str = "") -> None:
         self.hw = hw
+        self.where = f"{source}: " if source else ""  # the file the hardware section came from
         self._cache: dict[tuple[str, str], float] = {}
 
     def op(self, kind: str, width: str) -> float:
@@ -682,7 +684,8 @@ class EnergyModel:
     def _entry(self, kind: str, width: str):
         entry = self.hw.energy.ops.get(kind)
         if entry is None:
-            raise InputError(f"hardware.energy.ops.{kind}: missing energy entry (needed for a {kind} at width {width})")
+            raise InputError(f"{self.where}hardware.energy.ops.{kind}: missing energy entry "
+                             f"(needed for a {kind} at width {width})")
         return entry
 
     def _op(self, kind: str, width: str) -> float:
@@ -932,7 +935,7 @@ def estimate(inputs: ModelInputs, activity=None, modes=MODES, batch: int | None 
     setup = make_setup(layers, inputs.config, inputs.steps, batch, learning_modes=set(modes) != {"inference"})
     if activity is None:
         activity = expected_activity(layers, inputs.rates, setup, train=True)
-    energy = EnergyModel(inputs.hardware)
+    energy = EnergyModel(inputs.hardware, inputs.hardware_source)
     results, dense = {}, {}
     dense_act = dense_activity(layers, setup)
     for mode in modes:

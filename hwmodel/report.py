@@ -56,24 +56,25 @@ def ratio_str(x: float) -> str:
 # ------------------------------------------------------------------------------ summary
 
 
+def _div(x: float, y: float) -> float:
+    """x / y, inf when y is 0 (null in JSON, "inf" in the tables)."""
+    return x / y if y else math.inf
+
+
 def ratios(est: Estimate) -> dict[str, float]:
     """BPTT / S-TLLR (> 1: S-TLLR needs less)."""
     if "bptt" not in est.results or "stllr" not in est.results:
         return {}
     b, s = est.results["bptt"], est.results["stllr"]
-
-    def div(x, y):
-        return x / y if y else math.inf
-
     return {
-        "state_memory": div(b.state_bits, s.state_bits),
-        "learning_memory": div(b.state_bits + b.gradient_bits, s.state_bits + s.gradient_bits),
-        "total_memory": div(b.memory_bits, s.memory_bits),
-        "macs": div(b.macs_per_sample, s.macs_per_sample),
-        "macs_dense": div(est.dense_macs["bptt"], est.dense_macs["stllr"]),
-        "ops": div(b.compute_ops_per_sample, s.compute_ops_per_sample),
-        "energy": div(b.energy_pj, s.energy_pj),
-        "latency": div(b.latency_s, s.latency_s),
+        "state_memory": _div(b.state_bits, s.state_bits),
+        "learning_memory": _div(b.state_bits + b.gradient_bits, s.state_bits + s.gradient_bits),
+        "total_memory": _div(b.memory_bits, s.memory_bits),
+        "macs": _div(b.macs_per_sample, s.macs_per_sample),
+        "macs_dense": _div(est.dense_macs["bptt"], est.dense_macs["stllr"]),
+        "ops": _div(b.compute_ops_per_sample, s.compute_ops_per_sample),
+        "energy": _div(b.energy_pj, s.energy_pj),
+        "latency": _div(b.latency_s, s.latency_s),
     }
 
 
@@ -125,7 +126,8 @@ def to_dict(est: Estimate, detail: bool = True) -> dict:
                   "learning_signal": setup.learning_signal, "update": setup.update,
                   "learners": [est.layers[i].name for i in setup.learners]},
         "activity": {"source": est.activity.source, "measured": est.activity.measured,
-                     "input_rates": est.activity.input_rates, "output_rates": est.activity.output_rates},
+                     "input_rates": est.activity.input_rates, "output_rates": est.activity.output_rates,
+                     "overflow_events": est.activity.overflow_events},
         "hardware": {"name": hw.name, "clock_mhz": hw.clock_mhz, "lanes": hw.lanes,
                      "samples_in_flight": hw.samples_in_flight, "energy_source": hw.energy.source},
         "units": {"counts": "per sample (batch totals / batch)", "energy": "pJ", "memory": "bits",
@@ -154,7 +156,26 @@ def to_dict(est: Estimate, detail: bool = True) -> dict:
                              "energy_pj_per_sample": (r.compute_pj.get(k) or r.memory_pj.get(k, 0.0)) / B}
                             for k, n in sorted(r.counts.items())]
         out["modes"][mode] = entry
-    return out
+    return finite(out)
+
+
+def finite(value):
+    """``value`` with every non-finite float replaced by None: JSON has no NaN or Infinity
+    (a ratio with a zero denominator, or fp32 energy without an fp32 table, is null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    return value
+
+
+def to_json(payload) -> str:
+    """Strict JSON text (non-finite numbers as null, never NaN/Infinity)."""
+    import json
+
+    return json.dumps(finite(payload), indent=1, allow_nan=False) + "\n"
 
 
 # ----------------------------------------------------------------------------------- CSV
@@ -189,12 +210,16 @@ def to_csv(est: Estimate) -> str:
 
 
 def render(est: Estimate, console, detail: bool = False) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    console.print(f"[bold]hwmodel[/bold] {est.inputs.source}: {network_line(est)}")
+    console.print(f"[bold]hwmodel[/bold] {escape(est.inputs.source)}: {escape(network_line(est))}")
     hw = est.inputs.hardware
     console.print(f"hardware: {hw.name}, {hw.lanes} lanes at {hw.clock_mhz:g} MHz, "
-                  f"{hw.samples_in_flight} sample(s) in flight; energy: {hw.energy.source}")
+                  f"{hw.samples_in_flight} sample(s) in flight; energy: {hw.energy.source}", markup=False)
+    if est.activity.overflow_events:
+        console.print(f"warning: the measured run had {est.activity.overflow_events} overflow events "
+                      "(saturate/wrap): its counts are of clipped values", markup=False)
     summary = Table(title="Per sample (per step = per sample / T)")
     summary.add_column("")
     modes = list(est.results)
@@ -312,7 +337,7 @@ def sweep(est: Estimate, ks: list[int], steps_list: list[int]) -> list[dict]:
                   if est.layers[i].spiking}
         rates = ActivityRates(input=est.activity.input_rates[0], layers=layers,
                               default=rates.default if rates else LayerActivity())
-    energy = EnergyModel(inputs.hardware)
+    energy = EnergyModel(inputs.hardware, inputs.hardware_source)
     rows = []
     for T in steps_list:
         for k in ks:
@@ -329,11 +354,11 @@ def sweep(est: Estimate, ks: list[int], steps_list: list[int]) -> list[dict]:
             dense = {m: sum(mode_counts(m, est.layers, dense_act, setup).get(kind=kind) for kind in MAC_KINDS)
                      for m in ("stllr", "bptt")}
             rows.append({"steps": T, "window": k,
-                         "state_memory": b.state_bits / s.state_bits,
-                         "total_memory": b.memory_bits / s.memory_bits,
-                         "macs": b.macs_per_sample / s.macs_per_sample,
-                         "macs_dense": dense["bptt"] / dense["stllr"],
-                         "energy": b.energy_pj / s.energy_pj,
+                         "state_memory": _div(b.state_bits, s.state_bits),
+                         "total_memory": _div(b.memory_bits, s.memory_bits),
+                         "macs": _div(b.macs_per_sample, s.macs_per_sample),
+                         "macs_dense": _div(dense["bptt"], dense["stllr"]),
+                         "energy": _div(b.energy_pj, s.energy_pj),
                          "stllr_state_bits": s.state_bits, "bptt_state_bits": b.state_bits,
                          "stllr_macs": s.macs_per_sample, "bptt_macs": b.macs_per_sample})
     return rows
@@ -370,13 +395,18 @@ def memory_vs_steps(est: Estimate, steps_list: list[int]) -> dict[str, list[int]
 
 
 def plot(est: Estimate, path: str) -> None:
-    """Energy per mode stacked by phase (solid: compute, hatched: memory) and state memory vs T."""
+    """Write :func:`plot_png` to ``path`` (whole or not at all)."""
+    from stllr.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, plot_png(est))
+
+
+def plot_png(est: Estimate) -> bytes:
+    """Energy per mode stacked by phase (solid: compute, hatched: memory) and state memory vs T, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from stllr.atomic import atomic_path
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     modes = list(est.results)
@@ -413,9 +443,12 @@ def plot(est: Estimate, path: str) -> None:
     right.set_title("Learning state vs T")
     right.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
 
 
-__all__ = ["plot", "ratios", "render", "render_sweep", "sweep", "to_csv", "to_dict"]
+__all__ = ["finite", "plot", "plot_png", "ratios", "render", "render_sweep", "sweep", "to_csv", "to_dict"]

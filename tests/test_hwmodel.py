@@ -663,3 +663,61 @@ def test_cli_measure_then_estimate(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(data))
     rc, _, err = run_cli(["estimate", cfg, "--activity", act], capsys)
     assert rc == 2 and "fingerprint" in err
+
+
+def test_compare_ks_beyond_T_is_refused_and_default_ks_fit_T(tmp_path, capsys):
+    cfg = ROOT / "configs" / "paper_shd.yaml"
+    rc, out, err = run_cli(["compare", cfg, "--ks", "1,200", "--json"], capsys)
+    assert rc == 2 and out == ""
+    assert err == "hwmodel: error: --ks: k = 200 exceeds T = 100 (--steps or data.num_steps); the window is at most T\n"
+    rc, _, err = run_cli(["compare", cfg, "--ks", "1,10", "--steps-list", "5,50"], capsys)
+    assert rc == 2 and "--ks: k = 10 exceeds T = 5 of --steps-list" in err
+    small = tmp_path / "net.yaml"  # T = 6, k = 2
+    small.write_text(yaml.safe_dump(BASE))
+    rc, out, err = run_cli(["compare", small, "--json"], capsys)  # default ks: those of 1, 2, 5, 10 <= T
+    assert rc == 0, err
+    assert [(r["steps"], r["window"]) for r in json.loads(out)["sweep"]] == [(6, 1), (6, 2), (6, 5)]
+    rc, out, err = run_cli(["compare", small, "--steps-list", "4,20", "--json"], capsys)
+    assert rc == 0, err
+    assert [(r["steps"], r["window"]) for r in json.loads(out)["sweep"]] == [(4, 1), (4, 2), (20, 1), (20, 2)]
+
+
+def test_compare_out_writes_the_tables(tmp_path, capsys):
+    out_file = tmp_path / "compare.txt"
+    rc, out, err = run_cli(["compare", ROOT / "configs" / "paper_shd.yaml", "--ks", "1,10", "--out", out_file], capsys)
+    assert rc == 0, err
+    assert out == ""
+    text = out_file.read_text()
+    assert "BPTT / S-TLLR vs T and k" in text and "34.7" in text  # the SHD state-memory ratio (docs)
+
+
+def test_json_output_is_strict_json(tmp_path, capsys):
+    """No NaN or Infinity: fp32 energy without an fp32 table is null."""
+    data = {**BASE, "hardware": {"energy": {"ops": {k: {"rule": "fixed", "pj": 1.0} for k in
+                                                    ("add", "syn_add", "shift", "cmp", "lut", "mul", "mac", "rng")}}}}
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    rc, out, err = run_cli(["estimate", cfg, "--json"], capsys)
+    assert rc == 0, err
+    payload = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in JSON output"))
+    assert payload["modes"]["stllr"]["summary"]["energy_compute_fp32_pj"] is None
+    assert payload["modes"]["stllr"]["summary"]["energy_compute_pj"] == pytest.approx(
+        payload["modes"]["stllr"]["summary"]["ops"])  # every op at 1 pJ
+
+
+def test_activity_file_schema_roundtrip(tmp_path):
+    """measure_activity writes through ActivityFile; counts beyond what a layer holds are refused."""
+    from hwmodel.activity import ActivityFile
+
+    payload = json.loads(bad_activity(tmp_path, lambda p: None).read_text())
+    assert ActivityFile.model_validate(payload).model_dump(mode="json", exclude_none=True) == payload
+    assert payload["overflow"]["total_events"] == sum(t["events"] for t in payload["overflow"]["tensors"].values())
+    config = make_config(DENSE, {"window": 2})
+    inputs = inputs_for(config, 6)
+    layers = build_layers(config, inputs.quant)
+    payload["layers"]["layer1"]["spikes"][3] = 3 * 7 + 1  # B = 3 samples of 7 neurons
+    with pytest.raises(InputError, match=r"mem: layers.layer1.spikes: 22 at step 3, more than the 21 possible"):
+        parse_activity(payload, "mem", inputs, layers)
+    payload["layers"]["layer1"]["spikes"][3] = True
+    with pytest.raises(InputError, match=r"mem: layers.layer1.spikes.3: Input should be a valid integer, got bool"):
+        parse_activity(payload, "mem", inputs, layers)
