@@ -31,7 +31,6 @@ from fixedpoint.config import (
     check_layer_indices,
     check_learning,
     eta_code,
-    ib,
     layer_constants,
     layer_formats,
 )
@@ -50,7 +49,8 @@ from fixedpoint.kernels import (
 from fixedpoint.overflow import OverflowCounter, apply_overflow, overflow_code
 from fixedpoint.rng import next_states, seed_lanes
 from fixedpoint.rounding import mode_code, shift_right_round
-from fixedpoint.spec import Learning, LayerShape, network_spec, weight_write_ops
+from fixedpoint.spec import (Learning, LayerShape, check_widths, datapath_widths, network_shifts, network_spec,
+                             weight_write_ops)
 from stllr.errors import InputError
 
 # ------------------------------------------------------------------------- geometry
@@ -122,6 +122,7 @@ class IntLayerParams:
     rec_weight: np.ndarray | None  # (N, N) int64, weight format (recurrent)
     bias: np.ndarray | None  # (C_out,) int64, bias format
     feedback: np.ndarray | None  # (n_out, classes) int64, feedback format (DFA/sDFA)
+    shifts: dict = field(default_factory=dict, compare=False)  # name -> bits (fixedpoint.spec.layer_shifts)
 
     @property
     def name(self) -> str:
@@ -243,27 +244,30 @@ def _requant(values: np.ndarray, shift: int, fmt: FixedFormat, tensor: str, ctx:
     return out
 
 
-def _align(values, from_frac: int, to_frac: int) -> np.ndarray:
-    """Exact left shift from from_frac to to_frac fraction bits (to_frac >= from_frac)."""
-    return np.asarray(values, np.int64) << np.int64(to_frac - from_frac)
+def _shl(values, shift: int) -> np.ndarray:
+    """Exact left shift by ``shift`` >= 0 bits (aligning a term of an exact sum)."""
+    return np.asarray(values, np.int64) << np.int64(shift)
+
+
+#: trace -> (shift of lambda * trace, shift of the value, rounding shift) in layer_shifts
+_TRACE_SHIFTS = {"post_trace": ("SH_P_DEC", "SH_P_IN", "SH_P"), "pre_trace": ("SH_Q_DEC", "SH_Q_IN", "SH_Q"),
+                 "bias_trace": ("SH_QB_DEC", "SH_QB_IN", "SH_QB"), "rec_pre_trace": ("SH_QB_DEC", "SH_QB_IN", "SH_QB")}
 
 
 def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_fmt: FixedFormat,
-                  value: np.ndarray, value_fmt_frac: int, tensor: str, nonzero_quantity: str | None) -> np.ndarray:
-    """trace = round(decay * trace + value) into trace_fmt: one rounding of the exact sum.
-    ``nonzero_quantity``: the activity quantity its non-zero values are (None: already
-    observed elsewhere this step)."""
-    d = lp.fmts.decay.frac
-    frac = max(d + trace_fmt.frac, value_fmt_frac)
+                  value: np.ndarray, tensor: str, nonzero_quantity: str | None) -> np.ndarray:
+    """trace = round(decay * trace + value) into trace_fmt: one rounding of the exact sum
+    (shifts from the spec). ``nonzero_quantity``: the activity quantity its non-zero
+    values are (None: already observed elsewhere this step)."""
+    decay_shift, value_shift, shift = (lp.shifts[key] for key in _TRACE_SHIFTS[tensor])
     name = f"{lp.name}.{tensor}"
-    shift = frac - trace_fmt.frac
     out = None
     if (trace.ndim == 2 and isinstance(value, np.ndarray) and value.shape == trace.shape
             and trace.dtype == np.int64 and value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
             and -62 <= shift <= 62):
         # one numba pass (exact sum, rounding, overflow); the numpy path below reports what it raises
         out = np.empty(trace.shape, np.int64)
-        events, ok, nonzero = trace_step(trace, decay, frac - d - trace_fmt.frac, value, frac - value_fmt_frac, shift,
+        events, ok, nonzero = trace_step(trace, decay, decay_shift, value, value_shift, shift,
                                          mode_code(trace_fmt.rounding), trace_fmt.min_int, trace_fmt.max_int,
                                          overflow_code(trace_fmt.overflow), trace_fmt.bits, trace_fmt.signed, out)
         if ok and not (events and trace_fmt.overflow == "raise"):
@@ -272,7 +276,7 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
         else:
             out = None
     if out is None:
-        wide = _align(decay * trace, d + trace_fmt.frac, frac) + _align(value, value_fmt_frac, frac)
+        wide = _shl(decay * trace, decay_shift) + _shl(value, value_shift)
         out = _requant(wide, shift, trace_fmt, name, ctx)
         nonzero = np.count_nonzero(value)
     if nonzero_quantity is not None:
@@ -284,7 +288,7 @@ def _fusable(fmt: FixedFormat, shift: int) -> bool:
     return fmt.rounding != "stochastic" and -62 <= shift <= 62
 
 
-def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, frac0: int, frac1: int, ctx: StepContext):
+def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, ctx: StepContext):
     """current, u (and spikes, v, spike count) of int_layer_step in one numba pass
     (kernels.lif_forward), or None where the numpy path must run: an unusual dtype or
     shift, stochastic rounding, or anything that path reports (an overflow under
@@ -292,7 +296,8 @@ def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, frac0: 
     the numpy path does: current, membrane (u), membrane (v)."""
     f, c, name = lp.fmts, lp.const, lp.name
     fcur, fmem = f.current, f.membrane
-    cur_shift, mem_shift = frac0 - fcur.frac, frac1 - fmem.frac
+    sh = lp.shifts
+    cur_shift, mem_shift = sh["SH_CUR"], sh["SH_MEM"]
     arrays = [syn, state.membrane] + [a for a in (rec, bias) if a is not None]
     if (any(a.dtype != np.int64 for a in arrays) or state.membrane.shape != syn.shape
             or not (_fusable(fcur, cur_shift) and _fusable(fmem, mem_shift))):
@@ -304,10 +309,10 @@ def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, frac0: 
     v = np.empty(shape if spiking else (0, 0), np.int64)
     empty1, empty2 = np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
     cur_events, u_events, v_events, n_spikes, ok = lif_forward(
-        syn, frac0 - f.weight.frac - f.input.frac, empty2 if rec is None else rec, frac0 - f.weight.frac,
-        empty1 if bias is None else bias, frac0 - f.bias.frac,
+        syn, sh["SH_W_CUR"], empty2 if rec is None else rec, sh["SH_REC_CUR"],
+        empty1 if bias is None else bias, sh["SH_B_CUR"],
         cur_shift, mode_code(fcur.rounding), fcur.min_int, fcur.max_int, overflow_code(fcur.overflow), fcur.bits,
-        fcur.signed, c.beta, state.membrane, frac1 - f.leak.frac - fmem.frac, frac1 - fcur.frac,
+        fcur.signed, c.beta, state.membrane, sh["SH_BV"], sh["SH_CM"],
         mem_shift, mode_code(fmem.rounding), fmem.min_int, fmem.max_int, overflow_code(fmem.overflow), fmem.bits,
         fmem.signed, c.theta, spiking, lp.reset == "soft", current, u, spikes, v)
     if not ok or (cur_events and fcur.overflow == "raise") or (
@@ -337,8 +342,7 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     batch = x.shape[0]
     n_out = g.n_out
     # -- synaptic current: exact sum of W x (+ W_rec o[t-1]) (+ b), one requantization
-    fw, fx, fb = f.weight.frac, f.input.frac, f.bias.frac
-    frac0 = max([fw + fx] + ([fw] if lp.kind == "recurrent" else []) + ([fb] if lp.bias is not None else []))
+    sh = lp.shifts
     acc = np.zeros((batch, g.channels, g.positions), np.int64)
     events = synaptic_current(lp.weight, x, g.idx, acc)
     ctx.observe(name, "events", events)
@@ -352,21 +356,19 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         rec = rec.reshape(batch, n_out)
     if lp.bias is not None:
         bias = lp.bias if g.positions == 1 else np.repeat(lp.bias, g.positions)
-    fl, fm, fc = f.leak.frac, f.membrane.frac, f.current.frac
-    frac1 = max(fl + fm, fc)
-    fused = _lif_fused(lp, state, syn, rec, bias, frac0, frac1, ctx)
+    fused = _lif_fused(lp, state, syn, rec, bias, ctx)
     if fused is not None:
         current, u, spikes, v, n_spikes = fused
     else:  # the reference numpy path (also what reports an overflow under `raise`)
-        wide = _align(syn, fw + fx, frac0)
+        wide = _shl(syn, sh["SH_W_CUR"])
         if rec is not None:
-            wide = wide + _align(rec, fw, frac0)
+            wide = wide + _shl(rec, sh["SH_REC_CUR"])
         if bias is not None:
-            wide = wide + _align(bias, fb, frac0)[None, :]
-        current = _requant(wide, frac0 - f.current.frac, f.current, f"{name}.current", ctx)
+            wide = wide + _shl(bias, sh["SH_B_CUR"])[None, :]
+        current = _requant(wide, sh["SH_CUR"], f.current, f"{name}.current", ctx)
         # -- membrane: u = round(beta * v + current), one rounding into the membrane format
-        wide = _align(c.beta * state.membrane, fl + fm, frac1) + _align(current, fc, frac1)
-        u = _requant(wide, frac1 - fm, f.membrane, f"{name}.membrane", ctx)
+        wide = _shl(c.beta * state.membrane, sh["SH_BV"]) + _shl(current, sh["SH_CM"])
+        u = _requant(wide, sh["SH_MEM"], f.membrane, f"{name}.membrane", ctx)
         spikes = v = n_spikes = None
     ctx.put(name, "current", current)
     ctx.put(name, "u", u)
@@ -374,12 +376,12 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         new = state._replace(membrane=u)
         record = IntRecord(x, current, u, u, None, None, None, None, None, None)
         if ctx.traces:
-            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace",
+            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace",
                               "inputs")
             ctx.observe(name, "input_elements", x.size)
             qb = state.bias_trace
             if lp.bias is not None:
-                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace",
+                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace",
                                    "steps")
             new = new._replace(pre_trace=q, bias_trace=qb)
             record = record._replace(pre_trace=q, bias_trace=qb)
@@ -409,25 +411,25 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     if c.psi_kind == "triangle":
         d = np.maximum(c.psi_width - absz, 0)  # membrane format
         wide = c.psi_slope * d  # frac psi_slope + membrane
-        psi = _requant(wide, f.psi_slope.frac + fm - f.psi.frac, f.psi, f"{name}.psi", ctx)
+        psi = _requant(wide, sh["SH_PSI_TRI"], f.psi, f"{name}.psi", ctx)
         ctx.observe(name, "psi_support", np.count_nonzero(d))
     else:
         index = np.minimum(absz >> np.int64(f.psi_lut.index_shift), f.psi_lut.entries - 1)
         psi = c.psi_lut[index]
     ctx.put(name, "psi", psi)
     # -- traces
-    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, f.psi.frac, "post_trace", "psi")
-    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, f.input.frac, "pre_trace", "inputs")
+    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, "post_trace", "psi")
+    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")
     ctx.observe(name, "input_elements", x.size)
     qb = state.bias_trace
     if lp.bias is not None:
-        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), 0, "bias_trace",
+        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace",
                            "steps")
     rec_in = rec_q = None
     if lp.kind == "recurrent":
         rec_in = state.prev_spikes
         # its non-zero inputs are the forward's rec_events, already observed
-        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, 0, "rec_pre_trace",
+        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, "rec_pre_trace",
                               None)
         ctx.put(name, "rec_pre_trace", rec_q)
     for key, value in (("post_trace", p), ("pre_trace", q), ("bias_trace", qb if lp.bias is not None else None)):
@@ -467,32 +469,30 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
         raise InputError("quant.membrane: the readout needs frac >= 0 to hold the target 1.0")
     onehot = np.zeros_like(y)
     onehot[np.arange(y.shape[0]), target] = np.int64(1) << np.int64(f_out.membrane.frac)
-    error = _requant(y - onehot, f_out.membrane.frac - f_out.error.frac, f_out.error, f"{out_lp.name}.error", ctx)
+    error = _requant(y - onehot, out_lp.shifts["SH_ERR"], f_out.error, f"{out_lp.name}.error", ctx)
     ctx.observe(out_lp.name, "window_samples", y.shape[0])
     ctx.put(out_lp.name, "error", error)
     signals = {readout: error}
     wanted = set(params.learners)
     lowest = min(wanted)
     if params.learning_signal == "bp":
-        grad, grad_frac = error, f_out.error.frac  # g of the layer above
+        grad = error  # g of the layer above
         for i in range(readout - 1, lowest - 1, -1):
             above, lp = params.layers[i + 1], params.layers[i]
-            fa = above.fmts
             batch = grad.shape[0]
             back = np.zeros((batch, above.geometry.n_in), np.int64)
             macs = transpose_mac(above.weight, grad.reshape(batch, above.geometry.channels, above.geometry.positions),
                                  above.geometry.idx, back)
             ctx.observe(lp.name, "bp_pairs", macs)
             fl = lp.fmts.learning_signal
-            signal = _requant(back, fa.weight.frac + grad_frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            signal = _requant(back, lp.shifts["SH_SIG"], fl, f"{lp.name}.learning_signal", ctx)
             signals[i] = signal
             ctx.put(lp.name, "learning_signal", signal)
             if i == lowest:
                 break
             psi = records[i].psi
             prod = signal * psi  # its non-zeros: signal_psi, observed in int_learn_step
-            grad = _requant(prod, fl.frac + lp.fmts.psi.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
-            grad_frac = fl.frac
+            grad = _requant(prod, lp.shifts["SH_G"], fl, f"{lp.name}.learning_signal", ctx)
             ctx.put(lp.name, "grad", grad)
         return {i: signals[i] for i in wanted}
     sign = np.sign(error) if params.learning_signal == "sdfa" else None
@@ -500,35 +500,32 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
         if i == readout:
             continue
         lp = params.layers[i]
-        fl, ffb = lp.fmts.learning_signal, lp.fmts.feedback
+        fl = lp.fmts.learning_signal
         if sign is None:
             wide = error @ lp.feedback.T  # exact int64
-            signal = _requant(wide, ffb.frac + f_out.error.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            signal = _requant(wide, lp.shifts["SH_SIG"], fl, f"{lp.name}.learning_signal", ctx)
         else:
             wide = sign @ lp.feedback.T
-            signal = _requant(wide, ffb.frac - fl.frac, fl, f"{lp.name}.learning_signal", ctx)
+            signal = _requant(wide, lp.shifts["SH_SIG"], fl, f"{lp.name}.learning_signal", ctx)
         # counted by the readout's non-zero errors (its "signal", observed in int_learn_step)
         signals[i] = signal
         ctx.put(lp.name, "learning_signal", signal)
     return {i: signals[i] for i in wanted}
 
 
-def _modulate(lp: IntLayerParams, a: np.ndarray, a_frac: int, b: np.ndarray, b_fmt: FixedFormat, quantity: str,
+def _modulate(lp: IntLayerParams, a: np.ndarray, b: np.ndarray, shift: str, quantity: str,
               ctx: StepContext) -> np.ndarray:
-    """round(a * b) into the modulation format (a already a modulation code or signal);
-    its non-zero products are ``quantity``."""
-    fm = lp.fmts.modulation
+    """round(a * b) into the modulation format (a a modulation code, b psi or p[t-1];
+    ``shift`` names the spec's shift); its non-zero products are ``quantity``."""
     prod = a * b
     ctx.observe(lp.name, quantity, np.count_nonzero(prod))
-    return _requant(prod, a_frac + b_fmt.frac - fm.frac, fm, f"{lp.name}.modulation", ctx)
+    return _requant(prod, lp.shifts[shift], lp.fmts.modulation, f"{lp.name}.modulation", ctx)
 
 
 def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, sig_fmt: FixedFormat, phase: str,
                   ctx: StepContext) -> np.ndarray:
     """round(alpha * L) into the modulation format (one per neuron: window_neurons)."""
-    f = lp.fmts
-    return _requant(alpha * signal, f.factor.frac + sig_fmt.frac - f.modulation.frac, f.modulation,
-                    f"{lp.name}.modulation", ctx)
+    return _requant(alpha * signal, lp.shifts["SH_A"], lp.fmts.modulation, f"{lp.name}.modulation", ctx)
 
 
 def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.ndarray, bias_mode: str,
@@ -541,31 +538,29 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     summed over the batch exactly, added to the accumulator, overflow of ``update``.
     """
     f, c, g, name = lp.fmts, lp.const, lp.geometry, lp.name
-    fm, fu = f.modulation, f.update
+    fu = f.update
     sig_fmt = f.error if not lp.spiking else f.learning_signal
     batch = signal.shape[0]
     shape3 = (batch, g.channels, g.positions)
     a_pre = _scale_signal(lp, c.alpha_pre, signal, sig_fmt, "eligibility_causal", ctx)
-    causal = a_pre if not lp.spiking else _modulate(lp, a_pre, fm.frac, record.psi, f.psi, "causal_mod", ctx)
+    causal = a_pre if not lp.spiking else _modulate(lp, a_pre, record.psi, "SH_M", "causal_mod", ctx)
     noncausal = np.zeros((0, 0, 0), np.int64)
     if lp.spiking and c.alpha_post != 0:
         a_post = _scale_signal(lp, c.alpha_post, signal, sig_fmt, "eligibility_noncausal", ctx)
-        noncausal = _modulate(lp, a_post, fm.frac, record.post_trace_prev, f.post_trace,
-                              "noncausal_mod", ctx).reshape(shape3)
+        noncausal = _modulate(lp, a_post, record.post_trace_prev, "SH_N", "noncausal_mod", ctx).reshape(shape3)
         ctx.put(name, "noncausal", noncausal)
     ctx.put(name, "causal", causal)
     new = {}
 
-    def correlate(geometry, pre, pre_frac, x, x_frac, tensor, acc_name, prefix):
+    def correlate(geometry, pre, x, tensor, acc_name, prefix, shifts):
         """Weight-shaped sum over the batch of round(m q_j + n x_j), into acc[tensor]."""
         shape = (batch, geometry.channels, geometry.positions)
-        frac_e = fm.frac + max(pre_frac, x_frac)
         # the kernel adds this step's rounded contributions onto a copy of the accumulator
         # (the same exact int64 sum as acc + (0 + contributions))
         total = np.array(acc[tensor], dtype=np.int64, order="C", copy=True)
         n_c, n_nc, n_contrib = accumulate_update(
             causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
-            geometry.idx, frac_e - fm.frac - pre_frac, frac_e - fm.frac - x_frac, frac_e - fu.frac,
+            geometry.idx, *(lp.shifts[key] for key in shifts),
             mode_code(fu.rounding), total)
         ctx.observe(name, f"{prefix}causal_pairs", n_c)
         ctx.observe(name, f"{prefix}noncausal_pairs", n_nc)
@@ -574,28 +569,25 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
-    new["weight"] = correlate(g, record.pre_trace, f.pre_trace.frac, record.input, f.input.frac, "weight", "update", "")
+    new["weight"] = correlate(g, record.pre_trace, record.input, "weight", "update", "", ("SH_EC", "SH_EN", "SH_U"))
     if lp.kind == "recurrent":  # recurrent synapses: pre-synaptic spikes o[t-1] and q_rec
-        new["rec_weight"] = correlate(dense_geometry(g.n_out, g.n_out), record.rec_pre_trace, f.pre_trace.frac,
-                                      record.rec_input, 0, "rec_weight", "rec_update", "rec_")
+        new["rec_weight"] = correlate(dense_geometry(g.n_out, g.n_out), record.rec_pre_trace, record.rec_input,
+                                      "rec_weight", "rec_update", "rec_", ("SH_EC_REC", "SH_EN_REC", "SH_U_REC"))
     if lp.bias is not None:
         if bias_mode == "reference":
             # counted by signal_psi (spiking) or signal (readout), observed in int_learn_step
-            if lp.spiking:  # db = L psi
-                term = signal * record.psi
-                term_frac = sig_fmt.frac + f.psi.frac
-            else:  # db = L
-                term, term_frac = signal, sig_fmt.frac
+            term = signal * record.psi if lp.spiking else signal  # db = L psi, or L (readout)
+            shift = lp.shifts["SH_DB"]
         else:  # exact: b is a weight on a constant input 1 with pre-trace q_b
-            term_frac = fm.frac + f.pre_trace.frac
+            shift = lp.shifts["SH_DBX"]
             term = causal * record.bias_trace
             ctx.observe(name, "bias_causal", np.count_nonzero(term))
             if noncausal.size:
                 nc = noncausal.reshape(batch, -1)
-                term = term + _align(nc, fm.frac, term_frac)
+                term = term + _shl(nc, lp.shifts["SH_DBN"])
                 ctx.observe(name, "bias_noncausal", np.count_nonzero(nc))
         per_sample = term.reshape(shape3).sum(axis=2)  # exact sum over positions
-        rounded = shift_right_round(per_sample, term_frac - fu.frac, fu.rounding)
+        rounded = shift_right_round(per_sample, shift, fu.rounding)
         new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx)
         ctx.put(name, "acc_bias", new["bias"])
     return new
@@ -657,21 +649,22 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
     for i in params.learners:
         lp, ls = params.layers[i], state.layers[i]
         f = lp.fmts
-        fe, fu = f.learning_rate.frac, f.update.frac
         changes, acc = {}, {}
-        for tensor, fmt in (("weight", f.weight), ("rec_weight", f.weight), ("bias", f.bias)):
+        for tensor, fmt, (w_shift, a_shift) in (("weight", f.weight, ("SH_WW", "SH_WA")),
+                                                ("rec_weight", f.weight, ("SH_WW", "SH_WA")),
+                                                ("bias", f.bias, ("SH_BW", "SH_BA"))):
             value = getattr(lp, tensor)
             if value is None:
                 continue
-            frac = max(fmt.frac, fe + fu)
+            w_shift, a_shift = lp.shifts[w_shift], lp.shifts[a_shift]
             first, count = layout[(i, tensor)]
             lane_slice = lanes[first:first + count]
             out = np.empty(value.size, np.int64)
-            top = max(int(np.abs(value).max(initial=0)) << (frac - fmt.frac),
-                      etas[i] * int(np.abs(ls.acc[tensor]).max(initial=0)) << (frac - fe - fu))
+            top = max(int(np.abs(value).max(initial=0)) << w_shift,
+                      etas[i] * int(np.abs(ls.acc[tensor]).max(initial=0)) << a_shift)
             check_exact(f"{lp.name}.{tensor} weight write (quant.learning_rate, update, weight)", top.bit_length() + 2)
-            weight_write(value.ravel(), ls.acc[tensor].ravel(), np.int64(etas[i]), frac - fmt.frac,
-                         frac - fe - fu, mode_code(fmt.rounding), lane_slice, out)
+            weight_write(value.ravel(), ls.acc[tensor].ravel(), np.int64(etas[i]), w_shift, a_shift,
+                         mode_code(fmt.rounding), lane_slice, out)
             lanes[first:first + count] = lane_slice
             written, _ = apply_overflow(out.reshape(value.shape), fmt, tensor=f"{lp.name}.{tensor}", step=ctx.t,
                                         counter=ctx.overflow)
@@ -796,8 +789,11 @@ class IntNetwork:
             lp = IntLayerParams(index, cfg.kind, geometry, fmts, const,
                                 "none" if cfg.kind == "readout" else (cfg.reset or network.neuron.reset),
                                 arrays["weight"], arrays["rec_weight"], arrays["bias"], feedback)
-            _check_widths(lp, learning)
             layers.append(lp)
+        shifts = network_shifts([layer_shape(lp) for lp in layers], learning.learning_signal)
+        layers = [replace(lp, shifts={name: sh.value for name, sh in shifts[lp.index].items()}) for lp in layers]
+        for lp in layers:
+            check_widths(datapath_widths(layer_shape(lp)), f"quant (layer {lp.index})")
         params = IntParams(tuple(layers), learning.learning_signal, learning.bias_update, learning.update,
                            learning.window, tuple(learning_layers(net, rule or learning.rule)),
                            network.layers[-1].size)
@@ -914,37 +910,3 @@ class IntNetwork:
     def summary(self) -> str:
         """Overflow table (saturate/wrap events per tensor) of everything run so far."""
         return self.overflow.summary()
-
-
-def _check_widths(lp: IntLayerParams, learning) -> None:
-    """Every exact intermediate must stay within EXACT_BITS (int64 kernels, float64 emulation)."""
-    f, g, name = lp.fmts, lp.geometry, f"quant (layer {lp.index})"
-    log2 = lambda n: max(0, math.ceil(math.log2(max(n, 1))))  # noqa: E731
-    fan = g.taps + (g.n_out if lp.kind == "recurrent" else 0) + 1
-    frac0 = max(f.weight.frac + f.input.frac, f.bias.frac, f.weight.frac)
-    top = max(ib(f.weight) + ib(f.input), ib(f.bias))
-    check_exact(f"{name} synaptic current", top + frac0 + log2(fan))
-    frac1 = max(f.leak.frac + f.membrane.frac, f.current.frac)
-    check_exact(f"{name} beta*v + current", max(ib(f.leak) + ib(f.membrane), ib(f.current)) + 1 + frac1)
-    for trace, value_ib, value_frac in ((f.pre_trace, ib(f.input), f.input.frac), (f.post_trace, ib(f.psi), f.psi.frac)):
-        frac = max(f.decay.frac + trace.frac, value_frac)
-        check_exact(f"{name} trace update", max(ib(f.decay) + ib(trace), value_ib) + 1 + frac)
-    if lp.const.psi_kind == "triangle":  # slope * d with 0 <= d <= w
-        check_exact(f"{name} triangle Psi", f.psi_slope.bits + int(lp.const.psi_width).bit_length())
-    sig = f.error if lp.kind == "readout" else f.learning_signal
-    check_exact(f"{name} alpha*L", f.factor.bits + sig.bits)
-    check_exact(f"{name} modulation*post_trace", f.modulation.bits + max(f.psi.bits, f.post_trace.bits))
-    frac_e = f.modulation.frac + max(f.pre_trace.frac, f.input.frac)
-    eligibility_bits = (max(ib(f.modulation) + ib(f.pre_trace), ib(f.modulation) + ib(f.input))
-                        + frac_e + 1 + log2(g.positions))
-    check_exact(f"{name} eligibility", eligibility_bits)
-    # a per-sample sum is aligned to the update format: a left shift when update has
-    # more fraction bits than the product (e.g. update s32.63)
-    check_exact(f"{name} eligibility aligned to update", eligibility_bits + max(0, f.update.frac - frac_e))
-    bias_frac = sig.frac + f.psi.frac
-    check_exact(f"{name} bias term aligned to update",
-                sig.bits + f.psi.bits + log2(g.positions) + max(0, f.update.frac - bias_frac))
-    check_exact(f"{name} BP W^T g", f.weight.bits + max(f.learning_signal.bits, f.error.bits) + log2(g.n_out))
-    check_exact(f"{name} DFA B e", f.feedback.bits + f.error.bits + log2(64))
-    # the weight write is checked with the actual eta and accumulator values (int_weight_write)
-    check_exact(f"{name} update accumulator", f.update.bits + 1)

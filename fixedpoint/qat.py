@@ -83,8 +83,9 @@ from brevitas.quant.solver.act import ActQuantSolver
 from brevitas.quant.solver.bias import BiasQuantSolver
 from brevitas.quant.solver.weight import WeightQuantSolver
 
-from fixedpoint.config import QuantConfig, check_exact, check_layer_indices, ib, layer_constants, layer_formats
+from fixedpoint.config import QuantConfig, check_layer_indices, layer_constants, layer_formats
 from fixedpoint.formats import FixedFormat
+from fixedpoint.spec import check_widths, forward_widths
 from stllr.config import LearningConfig, NetworkConfig
 from stllr.functional import spike
 from stllr.layers import (
@@ -192,18 +193,6 @@ def _brevitas_constant(value: float, fmt: FixedFormat) -> tuple[float, int]:
     return float(out.value), int(out.int().to(torch.int64))
 
 
-def _check_forward_exact(index: int, fmts, fan_in: int) -> None:
-    """The QAT forward is exact in float64 only while its sums fit 53 bits (as the
-    integer model's; ``fixedpoint.config.check_exact`` raises InputError otherwise)."""
-    where = f"quant (layer {index}) QAT float64"
-    frac0 = max(fmts.weight.frac + fmts.input.frac, fmts.bias.frac, fmts.weight.frac)
-    top = max(ib(fmts.weight) + ib(fmts.input), ib(fmts.bias))
-    check_exact(f"{where} synaptic current", top + frac0 + max(0, math.ceil(math.log2(max(fan_in + 1, 1)))))
-    frac1 = max(fmts.leak.frac + fmts.membrane.frac, fmts.current.frac)
-    check_exact(f"{where} beta*v + current",
-                max(ib(fmts.leak) + ib(fmts.membrane), ib(fmts.current)) + 1 + frac1)
-
-
 # ---------------------------------------------------------------------------- layers
 
 
@@ -227,7 +216,8 @@ class _QuantizedForward:
         if index == 0:
             check_brevitas_format(fmts.input, "quant.input")
         fan_in = math.prod(self.weight.shape[1:]) + (self.out_shape[0] if self.kind == "recurrent" else 0)
-        _check_forward_exact(index, fmts, fan_in)
+        # float64 is exact only while the forward's sums fit 53 bits, as the integer model's
+        check_widths(forward_widths(fmts, fan_in), f"quant (layer {index}) QAT float64")
         self.index, self.fmts = index, fmts
         has_bias = self.bias is not None
         wq, bq = brevitas_quantizer(fmts.weight, "weight"), brevitas_quantizer(fmts.bias, "bias")

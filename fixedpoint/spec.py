@@ -21,9 +21,10 @@ Python: no numba, no torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from fixedpoint.config import LayerConstants, LayerFormats
+from fixedpoint.config import LayerConstants, LayerFormats, check_exact, ib
 from fixedpoint.counters import KINDS, PHASES
 
 # --------------------------------------------------------------------- quantities
@@ -359,3 +360,148 @@ def parameter_sizes(ly: LayerShape) -> list[tuple[str, object, int, str]]:
     if ly.bias:
         out.append(("bias", f.bias, ly.channels, "bias_update"))
     return out
+
+
+# ------------------------------------------------------------------------- shifts
+
+
+@dataclass(frozen=True)
+class Shift:
+    """One alignment of the datapath: ``value`` bits, a left shift for the terms of an
+    exact sum ("aligned"), or the rounding right shift into a destination format (a
+    negative value is an exact left shift)."""
+
+    name: str  # the RTL parameter name (rtl_export params)
+    value: int
+    meaning: str
+
+
+def layer_shifts(ly: LayerShape, above: LayerShape | None = None, readout: LayerShape | None = None,
+                 learning_signal: str = "bp") -> dict[str, Shift]:
+    """Every shift of one layer's step, derived from its formats (docs/fixedpoint_model.md,
+    section 3). ``above`` (BP) and ``readout`` (DFA/sDFA) give the learning signal's source
+    formats; without them SH_SIG is omitted."""
+    f = ly.fmts
+    fw, fb, fx, fc, fm = f.weight.frac, f.bias.frac, f.input.frac, f.current.frac, f.membrane.frac
+    fl, fd, fq, fp, fpsi = f.leak.frac, f.decay.frac, f.pre_trace.frac, f.post_trace.frac, f.psi.frac
+    fs, ff, fmod, fu, fe = f.psi_slope.frac, f.factor.frac, f.modulation.frac, f.update.frac, f.learning_rate.frac
+    fsig = (f.error if not ly.spiking else f.learning_signal).frac
+    frac0 = max([fw + fx] + ([fw] if ly.recurrent else []) + ([fb] if ly.bias else []))
+    frac1 = max(fl + fm, fc)
+    fpq = max(fd + fp, fpsi)
+    fqq = max(fd + fq, fx)
+    fqb = max(fd + fq, 0)
+    frac_e = fmod + max(fq, fx)
+    frac_rec = fmod + max(fq, 0)  # recurrent eligibility: the spikes o[t-1] have 0 fraction bits
+    fwr = max(fw, fe + fu)
+    fbr = max(fb, fe + fu)
+    rows = [
+        ("SH_W_CUR", frac0 - (fw + fx), "W x aligned to the current sum (left)"),
+        ("SH_REC_CUR", frac0 - fw, "W_rec o[t-1] aligned to the current sum (left)"),
+        ("SH_B_CUR", frac0 - fb, "bias aligned to the current sum (left)"),
+        ("SH_CUR", frac0 - fc, "current sum -> current format"),
+        ("SH_BV", frac1 - (fl + fm), "beta v aligned to the membrane sum (left)"),
+        ("SH_CM", frac1 - fc, "current aligned to the membrane sum (left)"),
+        ("SH_MEM", frac1 - fm, "membrane sum -> membrane format"),
+        ("SH_PSI_TRI", fs + fm - fpsi, "triangle: slope * d -> psi format"),
+        ("SH_P_DEC", fpq - (fd + fp), "lambda_post p aligned (left)"),
+        ("SH_P_IN", fpq - fpsi, "psi aligned to the post-trace sum (left)"),
+        ("SH_P", fpq - fp, "post-trace sum -> post_trace format"),
+        ("SH_Q_DEC", fqq - (fd + fq), "lambda_pre q aligned (left)"),
+        ("SH_Q_IN", fqq - fx, "x aligned to the pre-trace sum (left)"),
+        ("SH_Q", fqq - fq, "pre-trace sum -> pre_trace format"),
+        ("SH_QB_DEC", fqb - (fd + fq), "lambda_pre q_b (and q_rec) aligned (left)"),
+        ("SH_QB_IN", fqb, "the constant input 1 (and o[t-1]) aligned (left)"),
+        ("SH_QB", fqb - fq, "bias-trace (and recurrent pre-trace) sum -> pre_trace format"),
+        ("SH_ERR", fm - f.error.frac, "readout: y - onehot -> error format"),
+        ("SH_G", fpsi, "BP: L psi -> learning_signal format (g for the layer below)"),
+        ("SH_A", ff + fsig - fmod, "alpha * L -> modulation format"),
+        ("SH_M", fpsi if ly.spiking else 0, "a_pre * psi -> modulation format"),
+        ("SH_N", fp, "a_post * p[t-1] -> modulation format"),
+        ("SH_EC", frac_e - fmod - fq, "m q aligned to the eligibility sum (left)"),
+        ("SH_EN", frac_e - fmod - fx, "n x aligned to the eligibility sum (left)"),
+        ("SH_U", frac_e - fu, "eligibility -> update format"),
+        ("SH_EC_REC", frac_rec - fmod - fq, "m q_rec aligned to the recurrent eligibility sum (left)"),
+        ("SH_EN_REC", frac_rec - fmod, "n o[t-1] aligned to the recurrent eligibility sum (left)"),
+        ("SH_U_REC", frac_rec - fu, "recurrent eligibility -> update format"),
+        ("SH_DB", fsig + (fpsi if ly.spiking else 0) - fu, "reference bias: L psi -> update format"),
+        ("SH_DBX", fmod + fq - fu, "exact bias: m q_b + n -> update format"),
+        ("SH_DBN", fq, "exact bias: n aligned to m q_b (left)"),
+        ("SH_WW", fwr - fw, "weight write: W aligned (left) and the rounding shift back"),
+        ("SH_WA", fwr - fe - fu, "weight write: eta * acc aligned (left)"),
+        ("SH_BW", fbr - fb, "bias write: b aligned (left) and the rounding shift back"),
+        ("SH_BA", fbr - fe - fu, "bias write: eta * acc_b aligned (left)"),
+    ]
+    if ly.spiking and learning_signal == "bp" and above is not None:
+        grad_frac = (above.fmts.error if not above.spiking else above.fmts.learning_signal).frac
+        rows.append(("SH_SIG", above.fmts.weight.frac + grad_frac - fsig, "BP: W^T g -> learning_signal format"))
+    elif ly.spiking and learning_signal in ("dfa", "sdfa") and readout is not None:
+        error_frac = readout.fmts.error.frac if learning_signal == "dfa" else 0
+        rows.append(("SH_SIG", f.feedback.frac + error_frac - fsig,
+                     f"{learning_signal.upper()}: B {'e' if learning_signal == 'dfa' else 'sign(e)'} "
+                     "-> learning_signal format"))
+    return {name: Shift(name, value, meaning) for name, value, meaning in rows}
+
+
+def network_shifts(layers: list[LayerShape], learning_signal: str = "bp") -> dict[int, dict[str, Shift]]:
+    """:func:`layer_shifts` of every layer, each with its learning signal's source."""
+    readout = layers[-1]
+    return {ly.index: layer_shifts(ly, layers[ly.index + 1] if ly.index + 1 < len(layers) else None, readout,
+                                   learning_signal)
+            for ly in layers}
+
+
+# ------------------------------------------------------------------------- widths
+
+
+def _log2(n: int) -> int:
+    return max(0, math.ceil(math.log2(max(n, 1))))
+
+
+def forward_widths(fmts: LayerFormats, fan_in: int) -> list[tuple[str, str, int]]:
+    """(phase, intermediate, bits) of the forward's exact sums: ``fan_in`` synapses (recurrent
+    ones included) plus the bias into the current, beta v plus the current into u."""
+    f = fmts
+    frac0 = max(f.weight.frac + f.input.frac, f.bias.frac, f.weight.frac)
+    top = max(ib(f.weight) + ib(f.input), ib(f.bias))
+    frac1 = max(f.leak.frac + f.membrane.frac, f.current.frac)
+    return [("forward", "synaptic current", top + frac0 + _log2(fan_in + 1)),
+            ("forward", "beta*v + current", max(ib(f.leak) + ib(f.membrane), ib(f.current)) + 1 + frac1)]
+
+
+def datapath_widths(ly: LayerShape) -> list[tuple[str, str, int]]:
+    """(phase, intermediate, bits) of every exact intermediate of one layer's step: what
+    the int64 kernels and the float64 emulation must hold (the weight write is checked
+    with the actual eta and accumulator values, in ``int_weight_write``)."""
+    f, c = ly.fmts, ly.const
+    out = forward_widths(f, ly.taps + (ly.n_out if ly.recurrent else 0))
+    for trace, value_ib, value_frac in ((f.pre_trace, ib(f.input), f.input.frac), (f.post_trace, ib(f.psi), f.psi.frac)):
+        frac = max(f.decay.frac + trace.frac, value_frac)
+        out.append(("traces", "trace update", max(ib(f.decay) + ib(trace), value_ib) + 1 + frac))
+    if c.psi_kind == "triangle":  # slope * d with 0 <= d <= w
+        out.append(("traces", "triangle Psi", f.psi_slope.bits + int(c.psi_width).bit_length()))
+    sig = f.error if not ly.spiking else f.learning_signal
+    out.append(("eligibility_causal", "alpha*L", f.factor.bits + sig.bits))
+    out.append(("eligibility_noncausal", "modulation*post_trace", f.modulation.bits + max(f.psi.bits, f.post_trace.bits)))
+    frac_e = f.modulation.frac + max(f.pre_trace.frac, f.input.frac)
+    eligibility = (max(ib(f.modulation) + ib(f.pre_trace), ib(f.modulation) + ib(f.input))
+                   + frac_e + 1 + _log2(ly.positions))
+    out.append(("accumulate", "eligibility", eligibility))
+    # a per-sample sum is aligned to the update format: a left shift when update has more
+    # fraction bits than the product (e.g. update s32.63)
+    out.append(("accumulate", "eligibility aligned to update", eligibility + max(0, f.update.frac - frac_e)))
+    bias_frac = sig.frac + f.psi.frac
+    out.append(("accumulate", "bias term aligned to update",
+                sig.bits + f.psi.bits + _log2(ly.positions) + max(0, f.update.frac - bias_frac)))
+    out.append(("learning_signal", "BP W^T g",
+                f.weight.bits + max(f.learning_signal.bits, f.error.bits) + _log2(ly.n_out)))
+    out.append(("learning_signal", "DFA B e", f.feedback.bits + f.error.bits + _log2(64)))
+    out.append(("accumulate", "update accumulator", f.update.bits + 1))
+    return out
+
+
+def check_widths(widths: list[tuple[str, str, int]], where: str) -> None:
+    """Every intermediate within EXACT_BITS, or one InputError naming it (``where``: the
+    quant section and layer)."""
+    for _, what, bits in widths:
+        check_exact(f"{where} {what}", bits)
