@@ -31,7 +31,6 @@ kind the estimate needs must be there (a missing one is an error naming it).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -49,7 +48,7 @@ from hwmodel.energy import (
     parse_width,
 )
 from stllr.errors import InputError
-from stllr.schema import MAX_STEPS, StrictModel
+from stllr.schema import MAX_STEPS, StrictModel, format_validation_error
 
 # Bounds of the hardware figures: far beyond any real design, but finite, so no figure
 # can turn an energy, a size or a latency into inf (or a huge integer) downstream.
@@ -248,21 +247,8 @@ class ActivityRates(_Strict):
 
 
 def first_error(error: ValidationError, prefix: str = "") -> str:
-    """First pydantic error as ``prefix.dotted.field: message`` (one line); a validator's
-    message that starts with a field name below the error's location extends the path."""
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].replace("\n", " ")
-    message = message.removeprefix("Value error, ")
-    if first["type"] in ("int_type", "float_type", "bool_type", "string_type", "dict_type") and "input" in first:
-        message = f"{message}, got {type(first['input']).__name__} {first['input']!r:.40}"
-    path = ".".join(part for part in (prefix, location) if part)
-    field = re.match(r"([\w.-]+): ", message)  # a validator naming the field below the location
-    if not path:
-        return message
-    if field and first["type"] == "value_error":
-        return f"{path}.{message}"
-    return f"{path}: {message}"
+    """First pydantic error as ``prefix.dotted.field: message`` (one line)."""
+    return format_validation_error(error, "", prefix=prefix)
 
 
 def parse_hardware(data, source: str) -> HardwareConfig:

@@ -16,6 +16,7 @@ The rules every user-facing schema follows:
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -68,19 +69,25 @@ def _location(loc: tuple, data) -> str:
     return ".".join(parts)
 
 
-def format_validation_error(error: ValidationError, source: str, data=None) -> str:
-    """First pydantic error as one line: ``source: dotted.field: message``."""
+def format_validation_error(error: ValidationError, source: str, data=None, prefix: str = "") -> str:
+    """First pydantic error as one line: ``source: prefix.dotted.field: message``.
+
+    A validator's message that starts with a field below the error's location
+    (``"layers.0: conv2d needs ..."``) extends the path; pydantic's "Value error, " is
+    dropped; a type error says what it got."""
     first = error.errors()[0]
-    location = _location(first["loc"], data)
-    message = first["msg"].replace("\n", " ")
-    if first["type"] == "extra_forbidden":
-        message = "unknown key"
+    location = ".".join(part for part in (prefix, _location(first["loc"], data)) if part)
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].replace("\n", " ")
+    message = message.removeprefix("Value error, ")
     if first["type"] == "union_tag_invalid":
         message = f"unknown layer kind {first['input'].get('kind')!r}" if isinstance(first.get("input"), dict) else message
-    if first["type"] in ("int_type", "float_type", "bool_type", "string_type") and "input" in first:
+    if first["type"] in ("int_type", "float_type", "bool_type", "string_type", "dict_type") and "input" in first:
         message = f"{message}, got {type(first['input']).__name__} {first['input']!r:.40}"
-    prefix = f"{source}: " if source else ""
-    return f"{prefix}{location}: {message}" if location else f"{prefix}{message}"
+    if location and first["type"] == "value_error" and re.match(r"[\w.-]+: ", message):
+        text = f"{location}.{message}"
+    else:
+        text = f"{location}: {message}" if location else message
+    return f"{source}: {text}" if source else text
 
 
 def validate(model: type[BaseModel], data, source: str):
