@@ -522,8 +522,7 @@ def _modulate(lp: IntLayerParams, a: np.ndarray, b: np.ndarray, shift: str, quan
     return _requant(prod, lp.shifts[shift], lp.fmts.modulation, f"{lp.name}.modulation", ctx)
 
 
-def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, sig_fmt: FixedFormat, phase: str,
-                  ctx: StepContext) -> np.ndarray:
+def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, ctx: StepContext) -> np.ndarray:
     """round(alpha * L) into the modulation format (one per neuron: window_neurons)."""
     return _requant(alpha * signal, lp.shifts["SH_A"], lp.fmts.modulation, f"{lp.name}.modulation", ctx)
 
@@ -539,14 +538,13 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     """
     f, c, g, name = lp.fmts, lp.const, lp.geometry, lp.name
     fu = f.update
-    sig_fmt = f.error if not lp.spiking else f.learning_signal
     batch = signal.shape[0]
     shape3 = (batch, g.channels, g.positions)
-    a_pre = _scale_signal(lp, c.alpha_pre, signal, sig_fmt, "eligibility_causal", ctx)
+    a_pre = _scale_signal(lp, c.alpha_pre, signal, ctx)
     causal = a_pre if not lp.spiking else _modulate(lp, a_pre, record.psi, "SH_M", "causal_mod", ctx)
     noncausal = np.zeros((0, 0, 0), np.int64)
     if lp.spiking and c.alpha_post != 0:
-        a_post = _scale_signal(lp, c.alpha_post, signal, sig_fmt, "eligibility_noncausal", ctx)
+        a_post = _scale_signal(lp, c.alpha_post, signal, ctx)
         noncausal = _modulate(lp, a_post, record.post_trace_prev, "SH_N", "noncausal_mod", ctx).reshape(shape3)
         ctx.put(name, "noncausal", noncausal)
     ctx.put(name, "causal", causal)

@@ -24,6 +24,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from fixedpoint import spec
 from fixedpoint.config import LayerConstants, LayerFormats, SPIKES, eta_code, layer_constants, layer_formats
 from fixedpoint.counters import KINDS, PHASES, OpKey
 from hwmodel.config import HardwareConfig, ModelInputs, window_of
@@ -164,34 +165,13 @@ def make_setup(layers: list[LayerInfo], config, steps: int, batch: int | None = 
 # -------------------------------------------------------------------------- activity
 
 
-#: Activity quantities, per layer, summed over the batch (and over steps for totals).
-FORWARD_QUANTITIES = ("events", "rec_events", "spikes")
-TRACE_QUANTITIES = ("inputs", "psi_support", "psi")
-LEARN_QUANTITIES = ("signal", "signal_psi", "bp_pairs", "causal_mod", "noncausal_mod", "causal_pairs",
-                    "noncausal_pairs", "contrib", "rec_causal_pairs", "rec_noncausal_pairs", "rec_contrib",
-                    "bias_causal", "bias_noncausal")
+#: Measured activity quantities (the datapath spec's, less the structural ones, which
+#: follow from sizes and steps), per layer, summed over the batch (and over steps for totals).
+FORWARD_QUANTITIES = tuple(q for q in spec.FORWARD_QUANTITIES if q not in spec.STRUCTURAL)
+TRACE_QUANTITIES = tuple(q for q in spec.TRACE_QUANTITIES if q not in spec.STRUCTURAL)
+LEARN_QUANTITIES = tuple(q for q in spec.LEARN_QUANTITIES if q not in spec.STRUCTURAL)
 QUANTITIES = FORWARD_QUANTITIES + TRACE_QUANTITIES + LEARN_QUANTITIES
-QUANTITY_HELP = {
-    "events": "valid non-zero input operands of the synapse loop, (sample, tap, position)",
-    "rec_events": "non-zero o[t-1] (recurrent synapses)",
-    "spikes": "output spikes o[t]",
-    "inputs": "non-zero inputs x[t] (pre-trace adds)",
-    "psi_support": "neurons with |u - theta| < width (triangle Psi multiplies)",
-    "psi": "non-zero Psi (post-trace adds)",
-    "signal": "non-zero learning signal L (readout: non-zero error)",
-    "signal_psi": "non-zero L * psi",
-    "bp_pairs": "MACs of W^T g from the layer above (BP), with g non-zero",
-    "causal_mod": "non-zero round(alpha_pre L) * psi",
-    "noncausal_mod": "non-zero round(alpha_post L) * p[t-1]",
-    "causal_pairs": "non-zero (causal factor, pre-trace) pairs",
-    "noncausal_pairs": "non-zero (non-causal factor, input) pairs",
-    "contrib": "synapses touched per sample (one accumulator add each)",
-    "rec_causal_pairs": "as causal_pairs, recurrent synapses",
-    "rec_noncausal_pairs": "as noncausal_pairs, recurrent synapses",
-    "rec_contrib": "as contrib, recurrent synapses",
-    "bias_causal": "non-zero causal factor * q_b (exact bias update)",
-    "bias_noncausal": "non-zero non-causal factor (exact bias update)",
-}
+QUANTITY_HELP = {q: spec.QUANTITY_HELP[q] for q in QUANTITIES}
 
 
 @dataclass
@@ -288,13 +268,14 @@ class Tally:
 
     def const(self, layer: str, phase: str, code: int, const_fmt, other_fmt, n) -> None:
         """A multiply by a constant code: nothing (0), a shift (power of two) or a mul."""
-        if code == 0:
-            return
-        a = abs(int(code))
-        if a & (a - 1) == 0:
-            self.add(layer, phase, "shift", other_fmt.bits, n)
-        else:
-            self.add(layer, phase, "mul", f"{const_fmt.bits}x{other_fmt.bits}", n)
+        op = spec.const_op(code, const_fmt, other_fmt)
+        if op is not None:
+            self.add(layer, phase, op[0], op[1], n)
+
+    def add_ops(self, layer: str, ops, quantities: dict[str, float]) -> None:
+        """Ops of the datapath spec, each run ``per`` x its quantity."""
+        for op in ops:
+            self.add(layer, op.phase, op.kind, op.width, quantities.get(op.count, 0) * op.per, op.tensor)
 
     def get(self, layer=None, phase=None, kind=None, width=None, tensor=None) -> float:
         want = {"layer": layer, "phase": phase, "kind": kind, "width": width, "tensor": tensor}
@@ -302,173 +283,40 @@ class Tally:
                    if all(v is None or getattr(key, f) == v for f, v in want.items()))
 
 
-def _forward(tally: Tally, ly: LayerInfo, act: Activity, T: int, B: int) -> None:
-    """int_layer_step up to the spike and reset (inference and training alike)."""
-    f, c, name, i = ly.fmts, ly.const, ly.name, ly.index
-    events = act.get(i, "events")
-    if f.binary_input:
-        tally.add(name, "forward", "syn_add", f.current.bits, events * ly.channels)
-    else:
-        tally.add(name, "forward", "mac", f"{f.weight.bits}x{f.input.bits}", events * ly.channels)
-    tally.add(name, "forward", "read", f.weight.bits, events * ly.channels, "weight")
-    if ly.recurrent:
-        rec = act.get(i, "rec_events")
-        tally.add(name, "forward", "syn_add", f.current.bits, rec * ly.n_out)
-        tally.add(name, "forward", "read", f.weight.bits, rec * ly.n_out, "rec_weight")
-    n = B * ly.n_out * T
-    if ly.bias:
-        tally.add(name, "forward", "add", f.current.bits, n)
-        tally.add(name, "forward", "read", f.bias.bits, n, "bias")
-    if f.leak_mode == "shift":
-        tally.add(name, "forward", "shift", f.membrane.bits, n)
-        tally.add(name, "forward", "add", f.membrane.bits, n)
-    else:
-        tally.const(name, "forward", c.beta, f.leak, f.membrane, n)
-    tally.add(name, "forward", "add", f.membrane.bits, n)
-    tally.add(name, "forward", "read", f.membrane.bits, n, "membrane")
-    tally.add(name, "forward", "write", f.membrane.bits, n, "membrane")
-    if ly.spiking:
-        tally.add(name, "forward", "cmp", f.membrane.bits, n)
-        if ly.reset == "soft":
-            tally.add(name, "forward", "add", f.membrane.bits, act.get(i, "spikes"))
+def layer_shape(ly: LayerInfo) -> spec.LayerShape:
+    return spec.LayerShape(ly.index, ly.kind, ly.n_in, ly.channels, ly.positions, ly.taps, ly.bias, ly.reset,
+                           ly.fmts, ly.const)
 
 
-def _trace(tally: Tally, ly: LayerInfo, decay: int, fmt, size, nonzero, tensor: str) -> None:
-    tally.const(ly.name, "traces", decay, ly.fmts.decay, fmt, size)
-    tally.add(ly.name, "traces", "add", fmt.bits, nonzero)
-    tally.add(ly.name, "traces", "read", fmt.bits, size, tensor)
-    tally.add(ly.name, "traces", "write", fmt.bits, size, tensor)
+def structural(ly: LayerInfo, setup: Setup, readout: bool) -> dict[str, float]:
+    """The spec's structural quantities of one layer for one batch (B samples, T steps)."""
+    B, T, k = setup.batch, setup.steps, setup.window
+    return {"neurons": B * ly.n_out * T, "input_elements": B * ly.n_in * T, "steps": T,
+            "window_samples": B * k if readout else 0, "window_neurons": B * ly.n_out * k,
+            "window_channels": B * ly.channels * k,
+            "writes": (k if setup.update == "online" else 1) if ly.index in setup.learners else 0}
 
 
-def _psi_ops(tally: Tally, ly: LayerInfo, phase: str, n, support) -> None:
-    """Psi(u - theta) for n neurons: triangle (add, cmp, slope) or rational (shift, cmp, LUT)."""
-    f, c, name = ly.fmts, ly.const, ly.name
-    if c.psi_kind == "triangle":
-        tally.add(name, phase, "add", f.membrane.bits + 1, n)
-        tally.add(name, phase, "cmp", f.membrane.bits + 1, n)
-        tally.const(name, phase, c.psi_slope, f.psi_slope, f.membrane, support)
-    else:
-        if f.psi_lut.index_shift:
-            tally.add(name, phase, "shift", f.membrane.bits + 1, n)
-        tally.add(name, phase, "cmp", f.membrane.bits + 1, n)
-        tally.add(name, phase, "lut", f.psi.bits, n, "psi_lut")
-
-
-def _traces(tally: Tally, ly: LayerInfo, act: Activity, T: int, B: int) -> None:
-    f, c, i = ly.fmts, ly.const, ly.index
-    n = B * ly.n_out * T
-    if ly.spiking:
-        _psi_ops(tally, ly, "traces", n, act.get(i, "psi_support"))
-        _trace(tally, ly, c.lambda_post, f.post_trace, n, act.get(i, "psi"), "post_trace")
-    _trace(tally, ly, c.lambda_pre, f.pre_trace, B * ly.n_in * T, act.get(i, "inputs"), "pre_trace")
-    if ly.bias:  # q_b: one scalar trace of the constant input 1, shared by the batch
-        _trace(tally, ly, c.lambda_pre, f.pre_trace, T, T, "bias_trace")
-    if ly.recurrent:
-        _trace(tally, ly, c.lambda_pre, f.pre_trace, B * ly.n_out * T, act.get(i, "rec_events"), "rec_pre_trace")
-
-
-def _learning_signals(tally: Tally, layers: list[LayerInfo], act: Activity, setup: Setup) -> None:
+def spec_counts(layers: list[LayerInfo], act: Activity, setup: Setup, train: bool, weight_write: bool = True) -> Tally:
+    """The datapath spec's ops (fixedpoint/spec.py) x the activity: what IntNetwork.run
+    executes -- inference (forward only), or S-TLLR training with the weight write."""
+    learning = spec.Learning(setup.learning_signal, setup.bias_update, setup.learners) if train else None
+    shapes = [layer_shape(ly) for ly in layers]
     readout = len(layers) - 1
-    out = layers[readout]
-    B, k = setup.batch, setup.window
-    tally.add(out.name, "learning_signal", "add", out.fmts.error.bits, B * k)  # y - onehot
-    lowest = min(setup.learners)
-    if setup.learning_signal == "bp":
-        grad_fmt = out.fmts.error
-        for i in range(readout - 1, lowest - 1, -1):
-            ly, above = layers[i], layers[i + 1]
-            pairs = act.get(i, "bp_pairs")
-            tally.add(ly.name, "learning_signal", "mac", f"{above.fmts.weight.bits}x{grad_fmt.bits}", pairs)
-            tally.add(ly.name, "learning_signal", "read", above.fmts.weight.bits, pairs, "weight")
-            if i == lowest:
-                break
-            fl = ly.fmts.learning_signal
-            tally.add(ly.name, "learning_signal", "mul", f"{fl.bits}x{ly.fmts.psi.bits}", act.get(i, "signal_psi"))
-            grad_fmt = fl
-        return
-    active = act.get(readout, "signal")  # non-zero error entries (sign(error) has the same)
-    for i in setup.learners:
-        if i == readout:
-            continue
-        ly = layers[i]
-        fl, fb = ly.fmts.learning_signal, ly.fmts.feedback
-        if setup.learning_signal == "dfa":
-            tally.add(ly.name, "learning_signal", "mac", f"{fb.bits}x{out.fmts.error.bits}", active * ly.n_out)
-        else:
-            tally.add(ly.name, "learning_signal", "add", fl.bits, active * ly.n_out)
-        tally.add(ly.name, "learning_signal", "read", fb.bits, active * ly.n_out, "feedback")
-
-
-def _accumulate(tally: Tally, ly: LayerInfo, act: Activity, setup: Setup) -> None:
-    f, c, name, i = ly.fmts, ly.const, ly.name, ly.index
-    fm, fu = f.modulation, f.update
-    sig_fmt = f.learning_signal if ly.spiking else f.error
-    size = setup.batch * ly.n_out * setup.window
-    tally.const(name, "eligibility_causal", c.alpha_pre, f.factor, sig_fmt, size)
-    if ly.spiking:
-        tally.add(name, "eligibility_causal", "mul", f"{fm.bits}x{f.psi.bits}", act.get(i, "causal_mod"))
-        if c.alpha_post != 0:
-            tally.const(name, "eligibility_noncausal", c.alpha_post, f.factor, sig_fmt, size)
-            tally.add(name, "eligibility_noncausal", "mul", f"{fm.bits}x{f.post_trace.bits}",
-                      act.get(i, "noncausal_mod"))
-
-    def correlate(prefix: str, binary: bool, pre_tensor: str, acc_tensor: str) -> None:
-        n_c = act.get(i, f"{prefix}causal_pairs")
-        tally.add(name, "eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", n_c)
-        tally.add(name, "eligibility_causal", "read", f.pre_trace.bits, n_c, pre_tensor)
-        n_nc = act.get(i, f"{prefix}noncausal_pairs")
-        if binary:
-            tally.add(name, "eligibility_noncausal", "add", fm.bits + f.pre_trace.bits, n_nc)
-        else:
-            tally.add(name, "eligibility_noncausal", "mac", f"{fm.bits}x{f.input.bits}", n_nc)
-        contrib = act.get(i, f"{prefix}contrib")
-        tally.add(name, "accumulate", "add", fu.bits, contrib)
-        tally.add(name, "accumulate", "read", fu.bits, contrib, acc_tensor)
-        tally.add(name, "accumulate", "write", fu.bits, contrib, acc_tensor)
-
-    correlate("", f.binary_input, "pre_trace", "update")
-    if ly.recurrent:
-        correlate("rec_", True, "rec_pre_trace", "rec_update")
-    if ly.bias:
-        if setup.bias_update == "reference":
-            if ly.spiking:  # db = L psi
-                tally.add(name, "eligibility_causal", "mac", f"{sig_fmt.bits}x{f.psi.bits}", act.get(i, "signal_psi"))
-            else:  # db = L
-                tally.add(name, "eligibility_causal", "add", sig_fmt.bits, act.get(i, "signal"))
-        else:  # b as a weight on the constant input 1, pre-trace q_b
-            tally.add(name, "eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", act.get(i, "bias_causal"))
-            tally.add(name, "eligibility_noncausal", "add", fm.bits + f.pre_trace.bits, act.get(i, "bias_noncausal"))
-        n = setup.batch * ly.channels * setup.window
-        tally.add(name, "accumulate", "add", fu.bits, n)
-        tally.add(name, "accumulate", "read", fu.bits, n, "bias_update")
-        tally.add(name, "accumulate", "write", fu.bits, n, "bias_update")
-
-
-def _weight_write(tally: Tally, ly: LayerInfo, eta: int, writes: int) -> None:
-    """W <- round(W - eta acc), acc <- 0, for every stored parameter of the layer."""
-    f, name = ly.fmts, ly.name
-    tensors = [("weight", f.weight, ly.weight_size, "update")]
-    if ly.recurrent:
-        tensors.append(("rec_weight", f.weight, ly.rec_size, "rec_update"))
-    if ly.bias:
-        tensors.append(("bias", f.bias, ly.channels, "bias_update"))
-    for tensor, fmt, size, upd in tensors:
-        n = size * writes
-        tally.const(name, "weight_write", eta, f.learning_rate, f.update, n)
-        tally.add(name, "weight_write", "add", fmt.bits, n)
-        tally.add(name, "weight_write", "read", fmt.bits, n, tensor)
-        tally.add(name, "weight_write", "write", fmt.bits, n, tensor)
-        tally.add(name, "weight_write", "read", f.update.bits, n, upd)
-        tally.add(name, "weight_write", "write", f.update.bits, n, upd)
-        if fmt.rounding == "stochastic":
-            tally.add(name, "weight_write", "rng", 32, n)
+    quantities = [{**act.totals[i], **structural(ly, setup, i == readout)} for i, ly in enumerate(layers)]
+    tally = Tally()
+    for index, ops in spec.network_spec(shapes, learning).items():
+        for op in ops:
+            n = quantities[readout if op.source == "readout" else index].get(op.count, 0) * op.per
+            tally.add(layers[index].name, op.phase, op.kind, op.width, n, op.tensor)
+    if train and weight_write:
+        for i in setup.learners:
+            tally.add_ops(layers[i].name, spec.weight_write_ops(shapes[i], setup.etas[i]), quantities[i])
+    return tally
 
 
 def inference_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
-    tally = Tally()
-    for ly in layers:
-        _forward(tally, ly, act, setup.steps, setup.batch)
-    return tally
+    return spec_counts(layers, act, setup, train=False)
 
 
 def stllr_counts(layers: list[LayerInfo], act: Activity, setup: Setup, weight_write: bool = True) -> Tally:
@@ -476,17 +324,7 @@ def stllr_counts(layers: list[LayerInfo], act: Activity, setup: Setup, weight_wr
     if not act.train:
         raise InputError("activity: measured without training (run.mode inference); S-TLLR needs a training "
                          "run's activity (or use --modes inference)")
-    tally = inference_counts(layers, act, setup)
-    for ly in layers:
-        _traces(tally, ly, act, setup.steps, setup.batch)
-    _learning_signals(tally, layers, act, setup)
-    for i in setup.learners:
-        _accumulate(tally, layers[i], act, setup)
-    if weight_write:
-        writes = setup.window if setup.update == "online" else 1
-        for i in setup.learners:
-            _weight_write(tally, layers[i], setup.etas[i], writes)
-    return tally
+    return spec_counts(layers, act, setup, train=True, weight_write=weight_write)
 
 
 def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
@@ -544,7 +382,8 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
             tally.add(name, "learning_signal", "mac", f"{f.weight.bits}x{fl.bits}", rec)
             tally.add(name, "learning_signal", "read", f.weight.bits, rec, "rec_weight")
         tally.add(name, "learning_signal", "read", f.membrane.bits, n, "bptt_membrane")
-        _psi_ops(tally, ly, "learning_signal", n, n)
+        tally.add_ops(name, spec.psi_ops(layer_shape(ly), "learning_signal", "neurons", "psi_support"),
+                      {"neurons": n, "psi_support": n})
         tally.add(name, "learning_signal", "mul", f"{fl.bits}x{f.psi.bits}", n * act.delta[i])
         tally.const(name, "learning_signal", ly.const.beta, f.leak, fl, n)
         tally.add(name, "learning_signal", "add", fl.bits, n)
@@ -575,7 +414,7 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
             tally.add(name, "accumulate", "read", fu.bits, B * ly.channels * T, "bias_update")
             tally.add(name, "accumulate", "write", fu.bits, B * ly.channels * T, "bias_update")
     for i in setup.learners:
-        _weight_write(tally, layers[i], setup.etas[i], 1)
+        tally.add_ops(layers[i].name, spec.weight_write_ops(layer_shape(layers[i]), setup.etas[i]), {"writes": 1})
     return tally
 
 
