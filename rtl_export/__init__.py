@@ -1,10 +1,9 @@
-"""Exporters: render the trained network and its formats for other tools (NIR graphs, HDL/C text).
+"""Exporters: render the integer model and its formats for an RTL team (vectors, HDL/C text).
 
 Formats are owned elsewhere (``fixedpoint``); exporters only render them.
 
 Modules
 -------
-``nir_io``   NIR graph export/import of the float network.
 ``golden``   golden vectors of the integer model (every state per layer and step) and their
              verification: ``rtl-export golden`` / ``rtl-export verify``.
 ``params``   RTL parameters: SystemVerilog package, C header, weight memories (``rtl-export params``).
@@ -14,5 +13,6 @@ Modules
 ``sim``      run rtl/stllr_layer.v against a vector set: Icarus + cocotb, Verilator, Yosys.
 ``cli``      the ``rtl-export`` command line.
 
-Documentation: ``docs/rtl_export.md``.
+Documentation: ``docs/rtl_export.md``. NIR interchange of the float model lives in
+``interop.nir_io``.
 """

@@ -1,4 +1,4 @@
-"""NIR export/import of the float model (rtl_export/nir_io.py, docs/nir.md).
+"""NIR export/import of the float model (interop/nir_io.py, docs/nir.md).
 
 - Round trip: ``import_nir(export_nir(net))`` and the same through an HDF5 file give the
   same config, bit-identical weights, the same resolved neuron parameters, and the same
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rtl_export import nir_io
-from rtl_export.nir_io import export_nir, import_nir, write_nir
+from interop import nir_io
+from interop.nir_io import export_nir, import_nir, write_nir
 from stllr.config import LearningConfig, NetworkConfig, resolve_layer
 from stllr.data import make_digits
 from stllr.errors import InputError
