@@ -132,9 +132,10 @@ class Layer(nn.Module):
         return new, record
 
     # -- S-TLLR update ----------------------------------------------------------
-    def accumulate(self, record: StepRecord, signal: torch.Tensor, bias_mode: str,
-                   grads: dict[str, torch.Tensor]) -> None:
-        """Add sum_b L[t] * e[t] to the weight-shaped accumulators in ``grads``.
+    def accumulate(self, acc: dict[str, torch.Tensor], record: StepRecord, signal: torch.Tensor,
+                   bias_mode: str) -> dict[str, torch.Tensor]:
+        """``acc`` + sum_b L[t] * e[t], as new weight-shaped tensors (the integer model's
+        ``int_accumulate`` has the same shape: accumulators in, accumulators out).
 
         e_ij[t] = alpha_pre psi_i[t] q_j[t] + alpha_post p_i[t-1] x_j[t]; the outer
         product is never formed per sample: each term is one correlation over the batch.
@@ -142,17 +143,19 @@ class Layer(nn.Module):
         p = self.params
         causal = p.alpha_pre * signal * record.psi
         noncausal = p.alpha_post * signal * record.post_trace_prev if p.alpha_post != 0.0 else None
-        grads["weight"] += self._correlate(causal, record.pre_trace, noncausal, record.input)
+        new = {"weight": acc["weight"] + self._correlate(causal, record.pre_trace, noncausal, record.input)}
         if self.kind == "recurrent":
-            grads["rec_weight"] += self._correlate(causal, record.rec_pre_trace, noncausal, record.rec_input)
+            new["rec_weight"] = acc["rec_weight"] + self._correlate(causal, record.rec_pre_trace, noncausal,
+                                                                    record.rec_input)
         if self.bias is not None:
             if bias_mode == "reference":
-                grads["bias"] += self.bias_sum(signal * record.psi)
+                new["bias"] = acc["bias"] + self.bias_sum(signal * record.psi)
             else:  # bias as a weight on a constant input 1 with its own pre-trace q_b
                 exact = causal * record.bias_trace
                 if noncausal is not None:
                     exact = exact + noncausal
-                grads["bias"] += self.bias_sum(exact)
+                new["bias"] = acc["bias"] + self.bias_sum(exact)
+        return new
 
     def _correlate(self, causal, pre, noncausal, x) -> torch.Tensor:
         if noncausal is None:
@@ -230,9 +233,11 @@ class Readout(Layer):
         new = state._replace(membrane=y, pre_trace=pre_trace, bias_trace=bias_trace)
         return new, StepRecord(x_value, y, None, pre_trace, None, bias_trace, None, None)
 
-    def accumulate(self, record: StepRecord, signal: torch.Tensor, bias_mode: str,
-                   grads: dict[str, torch.Tensor]) -> None:
+    def accumulate(self, acc: dict[str, torch.Tensor], record: StepRecord, signal: torch.Tensor,
+                   bias_mode: str) -> dict[str, torch.Tensor]:
+        """``acc`` + sum_b L[t] alpha_pre q[t] (the readout's eligibility is its pre-trace)."""
         scaled = self.params.alpha_pre * signal
-        grads["weight"] += self.weight_correlation(scaled, record.pre_trace)
+        new = {"weight": acc["weight"] + self.weight_correlation(scaled, record.pre_trace)}
         if self.bias is not None:
-            grads["bias"] += self.bias_sum(signal if bias_mode == "reference" else scaled * record.bias_trace)
+            new["bias"] = acc["bias"] + self.bias_sum(signal if bias_mode == "reference" else scaled * record.bias_trace)
+        return new

@@ -122,7 +122,8 @@ def stllr_batch(net: SpikingNetwork, x: torch.Tensor, target: torch.Tensor,
         state = _detach(state)
         with torch.no_grad():
             for i in indices:
-                net.layers[i].accumulate(records[i], signals[i].detach(), cfg.bias_update, accumulators[i])
+                accumulators[i] = net.layers[i].accumulate(accumulators[i], records[i], signals[i].detach(),
+                                                           cfg.bias_update)
         total_loss += float(loss_t.detach())
         summed += y.detach()
         if cfg.update == "online":

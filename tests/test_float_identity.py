@@ -104,7 +104,7 @@ def test_single_spiking_layer_identity(kind, batch, size_in, size_out, steps, wi
         for t in range(steps):
             state, record = spiking.step(state, xs[t], traces=True)
             if t >= start:
-                spiking.accumulate(record, coefficients[t], bias_mode, accumulators)
+                accumulators = spiking.accumulate(accumulators, record, coefficients[t], bias_mode)
     _assert_close(accumulators["weight"], expected["weight"])
     if kind == "recurrent":
         _assert_close(accumulators["rec_weight"], expected["rec_weight"])
@@ -330,7 +330,7 @@ def test_dense_matches_explicit_loop(recurrent, batch, n_in, n_out, steps, windo
         for t in range(steps):
             state, record = layer.step(state, xs[t], traces=True)
             if t >= start:
-                layer.accumulate(record, signals[t], bias_mode, accumulators)
+                accumulators = layer.accumulate(accumulators, record, signals[t], bias_mode)
     W = layer.weight.detach().numpy(); b = layer.bias.detach().numpy()
     W_rec = layer.rec_weight.detach().numpy() if recurrent else None
     expected = [np.zeros_like(W), np.zeros((n_out, n_out)), np.zeros(n_out)]
@@ -416,7 +416,7 @@ def test_conv_matches_explicit_loop(steps, window_back, stride, padding, reset, 
         for t in range(steps):
             state, record = layer.step(state, xs[t], traces=True)
             if t >= start:
-                layer.accumulate(record, signals[t], "reference", accumulators)
+                accumulators = layer.accumulate(accumulators, record, signals[t], "reference")
     expected = np.zeros(layer.weight.shape)
     for sample in range(batch):
         expected += _reference_conv(layer.weight.detach().numpy(), layer.bias.detach().numpy(), xs[:, sample].numpy(),
