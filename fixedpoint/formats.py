@@ -35,7 +35,7 @@ OverflowPolicy = Literal["saturate", "wrap", "raise"]
 
 _ROUNDING_NAMES = ("floor", "nearest_even", "nearest_away", "stochastic")
 _OVERFLOW_NAMES = ("saturate", "wrap", "raise")
-_TEXT = re.compile(r"^([su])(\d+)\.(-?\d+)$")
+_TEXT = re.compile(r"^([su])(\d+)\.(-?\d+)$", re.ASCII)  # ASCII digits only: "s１６.8" is refused
 _TEXT_HELP = (
     "expected s<bits>.<frac> or u<bits>.<frac> (e.g. s16.8, u8.0, s8.-2), optionally "
     "followed by a rounding mode and an overflow policy"

@@ -791,7 +791,7 @@ class IntNetwork:
         shifts = network_shifts([layer_shape(lp) for lp in layers], learning.learning_signal)
         layers = [replace(lp, shifts={name: sh.value for name, sh in shifts[lp.index].items()}) for lp in layers]
         for lp in layers:
-            check_widths(datapath_widths(layer_shape(lp)), f"quant (layer {lp.index})")
+            check_widths(datapath_widths(layer_shape(lp), network.layers[-1].size), f"quant (layer {lp.index})")
         params = IntParams(tuple(layers), learning.learning_signal, learning.bias_update, learning.update,
                            learning.window, tuple(learning_layers(net, rule or learning.rule)),
                            network.layers[-1].size)

@@ -281,15 +281,17 @@ def eligibility_ops(ly: LayerShape, learning: Learning) -> list[Op]:
             ops.append(Op("eligibility_noncausal", "mul", f"{fm.bits}x{f.post_trace.bits}", "noncausal_mod",
                           what="n = (alpha_post L) p[t-1]"))
 
+    noncausal = ly.spiking and c.alpha_post != 0  # the readout and alpha_post = 0 have no n_i
+
     def correlate(prefix: str, binary: bool, pre_tensor: str, acc_tensor: str) -> None:
         ops.append(Op("eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", f"{prefix}causal_pairs",
                       what="m_i q_j"))
         ops.append(Op("eligibility_causal", "read", str(f.pre_trace.bits), f"{prefix}causal_pairs",
                       tensor=pre_tensor))
-        if binary:
+        if noncausal and binary:
             ops.append(Op("eligibility_noncausal", "add", str(fm.bits + f.pre_trace.bits), f"{prefix}noncausal_pairs",
                           what="+ n_i where x_j = 1"))
-        else:
+        elif noncausal:
             ops.append(Op("eligibility_noncausal", "mac", f"{fm.bits}x{f.input.bits}", f"{prefix}noncausal_pairs",
                           what="+ n_i x_j"))
         for kind in ("add", "read", "write"):
@@ -310,8 +312,9 @@ def eligibility_ops(ly: LayerShape, learning: Learning) -> list[Op]:
         else:
             ops.append(Op("eligibility_causal", "mac", f"{fm.bits}x{f.pre_trace.bits}", "bias_causal",
                           what="m_i q_b"))
-            ops.append(Op("eligibility_noncausal", "add", str(fm.bits + f.pre_trace.bits), "bias_noncausal",
-                          what="+ n_i"))
+            if noncausal:
+                ops.append(Op("eligibility_noncausal", "add", str(fm.bits + f.pre_trace.bits), "bias_noncausal",
+                              what="+ n_i"))
         for kind in ("add", "read", "write"):
             ops.append(Op("accumulate", kind, str(fu.bits), "window_channels",
                           tensor="" if kind == "add" else "bias_update",
@@ -469,7 +472,7 @@ def forward_widths(fmts: LayerFormats, fan_in: int) -> list[tuple[str, str, int]
             ("forward", "beta*v + current", max(ib(f.leak) + ib(f.membrane), ib(f.current)) + 1 + frac1)]
 
 
-def datapath_widths(ly: LayerShape) -> list[tuple[str, str, int]]:
+def datapath_widths(ly: LayerShape, classes: int) -> list[tuple[str, str, int]]:
     """(phase, intermediate, bits) of every exact intermediate of one layer's step: what
     the int64 kernels and the float64 emulation must hold (the weight write is checked
     with the actual eta and accumulator values, in ``int_weight_write``)."""
@@ -495,7 +498,7 @@ def datapath_widths(ly: LayerShape) -> list[tuple[str, str, int]]:
                 sig.bits + f.psi.bits + _log2(ly.positions) + max(0, f.update.frac - bias_frac)))
     out.append(("learning_signal", "BP W^T g",
                 f.weight.bits + max(f.learning_signal.bits, f.error.bits) + _log2(ly.n_out)))
-    out.append(("learning_signal", "DFA B e", f.feedback.bits + f.error.bits + _log2(64)))
+    out.append(("learning_signal", "DFA B e", f.feedback.bits + f.error.bits + _log2(classes)))
     out.append(("accumulate", "update accumulator", f.update.bits + 1))
     return out
 

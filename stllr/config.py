@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fixedpoint.config import QuantConfig
 from hwmodel.config import ActivityRates, HardwareConfig
@@ -60,6 +60,23 @@ class FactorsConfig(_Strict):
     lambda_pre: Decay | None = None
     alpha_post: Annotated[float, Field(ge=-16.0, le=16.0)] = -0.2
     alpha_pre: Annotated[float, Field(ge=-16.0, le=16.0)] = 1.0
+
+
+class ReadoutFactorsConfig(FactorsConfig):
+    """The readout's factors: it does not spike, so it has no post-trace and no non-causal
+    term; lambda_post and alpha_post are 0 (a non-zero value would be silently ignored,
+    so it is refused)."""
+
+    lambda_post: Decay = 0.0
+    alpha_post: Annotated[float, Field(ge=-16.0, le=16.0)] = 0.0
+
+    @field_validator("lambda_post", "alpha_post")
+    @classmethod
+    def _zero(cls, value: float, info) -> float:
+        if value != 0:
+            raise ValueError(f"the readout has no post-synaptic trace; only lambda_pre and alpha_pre apply "
+                             f"(set {info.field_name} to 0 or remove it)")
+        return value
 
 
 class NeuronConfig(_Strict):
@@ -111,6 +128,7 @@ class ReadoutLayerConfig(_LayerCommon):
 
     kind: Literal["readout"]
     size: Size
+    factors: ReadoutFactorsConfig | None = None
 
 
 LayerConfig = Annotated[
@@ -154,7 +172,7 @@ class LearningConfig(_Strict):
     loss: Literal["ce", "mse"] = "ce"
     bias_update: Literal["reference", "exact"] = "reference"
     factors: FactorsConfig = FactorsConfig()
-    readout_factors: FactorsConfig = FactorsConfig(lambda_post=0.0, alpha_post=0.0, alpha_pre=1.0)
+    readout_factors: ReadoutFactorsConfig = ReadoutFactorsConfig()
     feedback_seed: Seed = 0
 
 

@@ -105,6 +105,9 @@ FIELDS = {
 def _invalid_cases():
     cases = [(field, value) for field, (_, bad) in FIELDS.items() for value in bad]
     cases += [("train.unknown_key", 1), ("network.neuron.tau", 2.0), ("learning.windows", 2), ("extra_section", {})]
+    # the readout has no post-trace: a value for it would be silently ignored
+    cases += [("learning.readout_factors.alpha_post", 0.5), ("learning.readout_factors.lambda_post", 0.3),
+              ("network.layers.1.factors.alpha_post", -0.2)]
     return cases
 
 
