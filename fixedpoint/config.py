@@ -291,7 +291,9 @@ def layer_constants(network, learning, quant: QuantConfig, index: int, fmts: Lay
         theta = _quantize_constant(f"{where}.theta (quant.membrane)", r.theta, fmts.membrane, nonzero=True)
         if theta <= 0:
             raise InputError(f"{where}.theta (quant.membrane) = {r.theta!r} must stay > 0 after quantization")
-    factors = "learning.readout_factors" if not spiking else "learning.factors"
+    # where the factors came from: the layer's own factors:, else the learning section's
+    factors = (f"{where}.factors" if network.layers[index].factors is not None
+               else "learning.readout_factors" if not spiking else "learning.factors")
     lam_pre = _quantize_constant(f"{where}.lambda_pre ({factors}, quant.decay)", r.lambda_pre, fmts.decay,
                                  nonzero=True, below_one=True)
     lam_post = _quantize_constant(f"{where}.lambda_post ({factors}, quant.decay)", r.lambda_post, fmts.decay,
