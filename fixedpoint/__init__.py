@@ -18,6 +18,11 @@ A value is stored as an integer ``m`` together with a format
 
 * ``lsb = 2**-frac`` is the value of one code step; the real range is
   ``[min_int * lsb, max_int * lsb]``.
+
+  >>> fmt = FixedFormat.parse("s8.4")  # 8 bits with the sign, 4 fraction bits
+  >>> fmt.min_int, fmt.max_int, fmt.lsb, fmt.max_value
+  (-128, 127, 0.0625, 7.9375)
+
 * ``frac`` may be negative (an lsb coarser than 1: ``s8.-2`` steps by 4) or larger
   than ``bits`` (all codes are below 1 in magnitude: ``u8.10`` tops out at
   255/1024).  Supported: 1 <= bits <= 32 unsigned, 2 <= bits <= 32 signed (kernels

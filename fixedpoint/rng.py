@@ -10,7 +10,12 @@ xorshift32 (G. Marsaglia, "Xorshift RNGs", J. Stat. Soft. 8(14), 2003), shift tr
     x ^= x >> 17
     x ^= x << 5          # the new state is also the output word
 
-A state is a uint32 != 0 (0 maps to itself); the period is 2**32 - 1.
+A state is a uint32 != 0 (0 maps to itself); the period is 2**32 - 1. From state 1 the
+first word is 270369 (Marsaglia's paper, the (13, 17, 5) example):
+
+>>> import numpy as np
+>>> int(next_states(np.array([1], np.uint32))[0])
+270369
 
 Seeding: lane ``i`` (0 <= i < 2**32) of seed ``S`` (0 <= S < 2**32) starts from the
 upper 32 bits of one splitmix64 step (Steele, Lea, Flood 2014; Vigna's reference code)

@@ -7,7 +7,6 @@ xorshift32/splitmix64 for the RNG.  Hypothesis runs derandomized (reproducible).
 
 from __future__ import annotations
 
-import doctest
 import itertools
 import math
 import re
@@ -590,12 +589,6 @@ def test_random_bits_are_uniform_enough():
 
 
 # --------------------------------------------------------------------------- docs
-
-
-@pytest.mark.parametrize("module", [fixedpoint, formats, rounding, overflow, rng])
-def test_doctests(module):
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0
 
 
 def test_legend_mentions_the_sign_bit_and_other_tools():
