@@ -745,7 +745,7 @@ class IntNetwork:
     @classmethod
     def from_float(cls, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None
                    ) -> "IntNetwork":
-        from stllr.config import layer_shapes
+        from stllr.config import layer_shapes, resolve_layer
         from stllr.learning import learning_layers
 
         quant = quant or QuantConfig()
@@ -784,8 +784,7 @@ class IntNetwork:
             if cfg.kind != "readout" and learning.learning_signal in ("dfa", "sdfa"):
                 feedback = fmts.feedback.quantize(net.feedback(index).double().numpy(), tensor=f"{name}.feedback",
                                                   counter=overflow)
-            lp = IntLayerParams(index, cfg.kind, geometry, fmts, const,
-                                "none" if cfg.kind == "readout" else (cfg.reset or network.neuron.reset),
+            lp = IntLayerParams(index, cfg.kind, geometry, fmts, const, resolve_layer(network, learning, index).reset,
                                 arrays["weight"], arrays["rec_weight"], arrays["bias"], feedback)
             layers.append(lp)
         shifts = network_shifts([layer_shape(lp) for lp in layers], learning.learning_signal)

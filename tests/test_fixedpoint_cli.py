@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from stllr.cli import main
+from tests.conftest import run_cli, with_value, write_yaml
 from stllr.config import parse_config
 from stllr.errors import InputError
 
@@ -30,24 +30,15 @@ BASE = {
 
 
 def _write(tmp_path: Path, config: dict, name: str = "cfg.yaml") -> Path:
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_yaml(tmp_path, config, name)
 
 
 def _with(path: tuple, value, base: dict = BASE) -> dict:
-    config = json.loads(json.dumps(base))
-    node = config
-    for key in path[:-1]:
-        node = node[key]
-    node[path[-1]] = value
-    return config
+    return with_value(base, path, value)
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(main, capsys, *argv)
 
 
 BAD = [

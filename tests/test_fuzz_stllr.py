@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stllr.cli import main
+from tests.conftest import with_value, write_yaml
 from tests.fuzzkit import Watch, assert_accepted, assert_refused, run
 
 PROG = "stllr"
@@ -60,21 +61,11 @@ def world(tmp_path_factory) -> Path:
 
 
 def _config(root: Path, data: dict, name: str) -> Path:
-    path = root / name
-    path.write_text(yaml.safe_dump(data))
-    return path
+    return write_yaml(root, data, name)
 
 
 def _set(data: dict, dotted: str, value) -> dict:
-    data = copy.deepcopy(data)
-    node, parts = data, dotted.split(".")
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    if isinstance(node, list):
-        node[int(parts[-1])] = value
-    else:
-        node[parts[-1]] = value
-    return data
+    return with_value(data, dotted, value)
 
 
 # ------------------------------------------------------------------ config fields
