@@ -10,6 +10,10 @@ failure, not a pass).
 Driving and sampling both happen at the falling clock edge, in ONE loop: the DUT's
 registered outputs are stable there and no ordering between coroutines matters.
 
+A mismatch fails the test (results.xml) AND makes the simulator process exit with 1
+once cocotb has written its results (cocotb itself exits 0 after a failing test), so
+whoever runs the bench sees the failure in the exit status too.
+
 Environment (set by :func:`rtl_export.sim.run_icarus`):
 
     STLLR_GOLDEN   the vector set directory
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -33,8 +38,34 @@ from cocotb.triggers import FallingEdge
 MAX_ERRORS = 10
 
 
+def exit_nonzero_at_shutdown(failed) -> None:
+    """Make the simulator exit with status 1 after cocotb has written results.xml, when
+    ``failed()`` says so then (registered first, so a crash of the test counts too)."""
+    try:
+        from cocotb import _shutdown  # cocotb 2.x: callbacks run after the results are written
+    except ImportError:  # another cocotb: results.xml and the summary still say FAIL
+        return
+
+    def stop() -> None:
+        import ctypes
+
+        if not failed():
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            ctypes.CDLL(None).fflush(None)  # the simulator's own buffered log lines
+        except (OSError, AttributeError):
+            pass
+        os._exit(1)
+
+    _shutdown.register(stop)
+
+
 @cocotb.test()
 async def replay_golden(dut):
+    verdict = {"passed": False}
+    exit_nonzero_at_shutdown(lambda: not verdict["passed"])
     golden = Path(os.environ["STLLR_GOLDEN"])
     layer = int(os.environ.get("STLLR_LAYER", "0"))
     manifest = json.loads((golden / "manifest.json").read_text())
@@ -182,4 +213,5 @@ async def replay_golden(dut):
     if os.environ.get("STLLR_SUMMARY"):
         Path(os.environ["STLLR_SUMMARY"]).write_text(json.dumps(summary, indent=1))
     dut._log.info("cycles %d, values checked %d, %.2f s", cycles, sum(checks.values()), wall)
+    verdict["passed"] = not errors
     assert not errors, "RTL differs from the golden vectors:\n" + "\n".join(errors)

@@ -10,7 +10,10 @@
 // every file is counted first (a short file would silently read 0 in Verilator, X in
 // Icarus). One process at the falling edge drives the inputs and checks every record
 // with !==; the number of records of each kind must match the vectors.
-// Prints "TB PASS cycles=<n> checks=<n>" or the first mismatches and "TB FAIL".
+// Prints "TB PASS cycles=<n> checks=<n>" and ends with $finish (exit 0), or prints the
+// first mismatches and ends with $fatal(1, "TB FAIL ..."): a non-zero exit status in both
+// Icarus 11 (vvp) and Verilator 5.006 (--binary), so a script cannot mistake a failure
+// for a pass ($finish(1) would still exit 0 in both).
 `ifndef STLLR_PKG
 `define STLLR_PKG stllr_layer0_pkg
 `endif
@@ -262,8 +265,8 @@ module tb_stllr_layer;
             if (n_wrb != ((HAS_BIAS != 0) ? NSR * N_OUT : 0)) fail("bias write record count", 0, 64'(n_wrb),
                                                                    64'(NSR * N_OUT));
             if (n_fwd != NST) fail("forward-done count", 0, 64'(n_fwd), 64'(NST));
-            if (errors == 0) $display("TB PASS cycles=%0d checks=%0d", cycles, checks);
-            else $display("TB FAIL errors=%0d cycles=%0d checks=%0d", errors, cycles, checks);
+            if (errors != 0) $fatal(1, "TB FAIL errors=%0d cycles=%0d checks=%0d", errors, cycles, checks);
+            $display("TB PASS cycles=%0d checks=%0d", cycles, checks);
             $finish;
         end
     end

@@ -9,7 +9,8 @@ Modules
 ``params``   RTL parameters: SystemVerilog package, C header, weight memories (``rtl-export params``).
 ``render``   FixedFormat / parameter lists -> SystemVerilog and C text.
 ``hexio``    ``$readmemh`` hex words, deterministic ``.npz``, sha256.
-``model``    config (+ checkpoint) -> IntNetwork, input data for the vectors.
+``manifest`` both manifests as strict models (written and read through them), paths kept inside.
+``model``    config (+ checkpoint) -> IntNetwork, input data for the vectors, argument bounds.
 ``sim``      run rtl/stllr_layer.v against a vector set: Icarus + cocotb, Verilator, Yosys.
 ``cli``      the ``rtl-export`` command line.
 

@@ -6,13 +6,17 @@
     rtl-export params --net CFG.yaml [--checkpoint PATH] --out DIR [--steps T]
     rtl-export sim GOLDEN PARAMS [--layer I] [--build DIR] [--tools icarus,verilator,lint,yosys]
 
-Bad input (config, checkpoint of another network, hash mismatch, truncated or malformed
-hex file, a format wider than the RTL supports, a non-empty output directory) prints one
-line naming the file or field to stderr and exits with code 2; nothing is written (the
-output directory appears only when complete). ``verify`` exits with 1 when the files
-are sound but the integer model computes something else (the first mismatch is named by
-layer, tensor, sample, step and index), 0 when everything matches. ``sim`` exits with 1
-when the RTL differs from the vectors (a missing simulator is reported and skipped).
+Bad input (config, checkpoint of another network or one that would run code, hash
+mismatch, truncated or malformed hex file, an edited manifest field, a path outside the
+folder, a format wider than the RTL supports, a non-empty output directory, a flag out
+of its bounds, an overflow under the ``raise`` policy) prints one line naming the file
+or field to stderr and exits with code 2; nothing is written (the output directory
+appears only when complete). ``golden`` prints how many values saturated or wrapped
+(and records it per tensor in the manifest). ``verify`` exits with 1 when the files are
+sound but the integer model computes something else (the first mismatch is named by
+layer, tensor, sample, step and index), 0 when everything matches, the overflow counts
+included (counts that differ while every value matches: an edited manifest, exit 2). ``sim`` exits with 1 when the RTL differs from the vectors or a
+simulator fails (a missing simulator is reported and skipped).
 """
 
 from __future__ import annotations
@@ -43,7 +47,18 @@ def _golden(args) -> int:
     print(f"golden: {len(vectors.entries)} tensors, {vectors.samples} samples x {vectors.steps} steps "
           f"(window {vectors.window}, {vectors.update} update) -> {args.out} "
           f"[{time.perf_counter() - started:.2f} s]")
+    for line in overflow_lines(vectors.overflow):
+        print(line)
     return 0
+
+
+def overflow_lines(counter) -> list[str]:
+    """What saturated or wrapped in a run, for the screen (the manifest has every tensor)."""
+    rows = [row for row in counter.rows() if row[2]]
+    if not rows:
+        return ["overflow: none (no value saturated or wrapped)"]
+    return [f"overflow: {counter.total_events} values saturated or wrapped (per tensor in manifest.json: overflow)"] \
+        + [f"  {name}: {events} of {elements} ({fmt})" for name, fmt, events, elements in rows]
 
 
 def _verify(args) -> int:
@@ -58,6 +73,7 @@ def _verify(args) -> int:
         return 1
     print(f"ok: {len(vs.entries)} files + npz, sha256 and word counts verified; integer model re-run matches "
           f"({vectors.samples} samples x {vectors.steps} steps) [{time.perf_counter() - started:.2f} s]")
+    print(f"overflow: {vectors.overflow.total_events} values saturated or wrapped, as the manifest records")
     return 0
 
 
@@ -74,10 +90,12 @@ def _params(args) -> int:
 def _sim(args) -> int:
     from rtl_export.sim import TOOLS, SimError, simulate_all
 
-    tools = tuple(t.strip() for t in args.tools.split(",") if t.strip())
+    tools = tuple(dict.fromkeys(t.strip() for t in args.tools.split(",") if t.strip()))
     unknown = [t for t in tools if t not in TOOLS]
     if unknown:
-        raise InputError(f"--tools: unknown tool {unknown[0]!r} (choose from {', '.join(TOOLS)})")
+        raise InputError(f"--tools: unknown tool {unknown[0]!r:.40} (choose from {', '.join(TOOLS)})")
+    if not tools:
+        raise InputError(f"--tools: no tool named (choose from {', '.join(TOOLS)})")
     try:
         simulate_all(Path(args.golden), Path(args.params), Path(args.build), args.layer, tools)
     except SimError as error:

@@ -32,22 +32,36 @@ Tensors and their dimensions (row-major / C order over the dims, one word per li
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from fixedpoint.formats import FixedFormat
+from fixedpoint.overflow import OverflowCounter
 from fixedpoint.rng import next_states
 from rtl_export import hexio
+from rtl_export.manifest import (
+    ELEMENT_ORDER,
+    GOLDEN_SCHEMA,
+    HEX_RULE,
+    MANIFEST,
+    NPZ,
+    GoldenFile,
+    GoldenFormat,
+    GoldenManifest,
+    OverflowInfo,
+    RandomInput,
+    dump,
+    inside,
+    read_listed,
+    read_manifest,
+)
 from rtl_export.model import LANE_FORMAT, RTL_MAX_BITS, SPIKE_FORMAT, Source, build_model
 from rtl_export.outdir import write_tree
 from stllr.errors import InputError
 
-SCHEMA = "stllr-rtl-golden/1"
-MANIFEST = "manifest.json"
-NPZ = "golden.npz"
+SCHEMA = GOLDEN_SCHEMA
 
 # (file name, log key, format field of LayerFormats, meaning)
 STEP_TENSORS = (
@@ -74,7 +88,6 @@ WINDOW_TENSORS = (
     ("acc_bias", "acc_bias", "update", "db accumulator after this step"),
 )
 WRITE_TENSORS = (("weight", "weight"), ("rec_weight", "weight"), ("bias", "bias"))
-ELEMENT_ORDER = "row-major (C order) over dims; one word per line"
 
 
 @dataclass
@@ -109,6 +122,7 @@ class Vectors:
     update: str
     write_steps: list[int]
     etas: dict[int, int]
+    overflow: OverflowCounter = field(default_factory=OverflowCounter)
     notes: list[str] = field(default_factory=list)
 
 
@@ -160,10 +174,26 @@ def simulate(model, x: np.ndarray, y: np.ndarray) -> Vectors:
         start = window_start(steps, params.window)
     except ValueError as error:
         raise InputError(str(error)) from None
-    window = steps - start
     write_steps = list(range(start, steps)) if params.update == "online" else [steps - 1]
+    outer = model.overflow
+    model.overflow = OverflowCounter()  # the codes of the "input" tensor; the run counts them itself
     codes = model.quantize_input(x.reshape(samples, steps, -1))
-    layout = lane_layout(params)
+    # this run's saturate / wrap events alone (not the float -> int conversion's): they go
+    # into the manifest and verify's re-run must count the same
+    model.overflow = counter = OverflowCounter()
+    try:
+        vectors = _collect(model, x, y, codes, start, write_steps, lane_layout(params))
+    finally:
+        outer.merge(counter)
+        model.overflow = outer
+    vectors.overflow = counter
+    return vectors
+
+
+def _collect(model, x, y, codes, start: int, write_steps: list[int], layout: dict) -> Vectors:
+    samples, steps = int(x.shape[0]), int(x.shape[1])
+    params = model.params
+    window = steps - start
     entries: list[Entry] = []
     arrays: dict[str, np.ndarray] = {}
     etas: dict[int, int] = {}
@@ -253,14 +283,26 @@ def simulate(model, x: np.ndarray, y: np.ndarray) -> Vectors:
 # ----------------------------------------------------------------------------- writing
 
 
-def _format_json(fmt: FixedFormat) -> dict:
-    return {"text": fmt.describe_short(), "signed": fmt.signed, "bits": fmt.bits, "frac": fmt.frac,
-            "rounding": fmt.rounding, "overflow": fmt.overflow}
+def layer_info(model) -> list[dict]:
+    """The manifest's ``layers`` section: what the config's model is, layer by layer."""
+    layers = []
+    for lp in model.params.layers:
+        g = lp.geometry
+        layers.append({
+            "index": lp.index, "name": lp.name, "kind": lp.kind, "n_in": g.n_in, "n_out": g.n_out,
+            "channels": g.channels, "positions": g.positions, "taps": g.taps,
+            "reset": lp.reset, "psi": lp.const.psi_kind, "learns": lp.index in model.params.learners,
+            "binary_input": lp.fmts.binary_input,
+        })
+    return layers
 
 
 def render_golden(vectors: Vectors, model, config_dict: dict, source: Source, inputs: dict
                   ) -> dict[str, bytes]:
-    """Every file of the vector set (path -> bytes), range-checked; nothing touches the disk."""
+    """Every file of the vector set (path -> bytes), range-checked; nothing touches the disk.
+
+    The manifest is validated by :class:`~rtl_export.manifest.GoldenManifest` before it is
+    written: ``verify`` reads it back through the same model."""
     files: dict[str, bytes] = {}
     listing = []
     for entry in vectors.entries:
@@ -271,20 +313,11 @@ def render_golden(vectors: Vectors, model, config_dict: dict, source: Source, in
         listing.append({
             "path": entry.path, "npz_key": entry.key, "layer": entry.layer, "tensor": entry.tensor,
             "phase": entry.phase, "dims": list(entry.dims), "shape": list(array.shape),
-            "words": int(array.size), "format": _format_json(entry.fmt), "digits": hexio.digits(entry.fmt.bits),
+            "words": int(array.size), "format": GoldenFormat.of(entry.fmt), "digits": hexio.digits(entry.fmt.bits),
             "order": ELEMENT_ORDER, "meaning": entry.meaning, "sha256": hexio.sha256(payload),
         })
     npz = hexio.encode_npz({e.key: vectors.arrays[e.key] for e in vectors.entries})
     files[NPZ] = npz
-    layers = []
-    for lp in model.params.layers:
-        g = lp.geometry
-        layers.append({
-            "index": lp.index, "name": lp.name, "kind": lp.kind, "n_in": g.n_in, "n_out": g.n_out,
-            "channels": g.channels, "positions": g.positions, "taps": g.taps,
-            "reset": lp.reset, "psi": lp.const.psi_kind, "learns": lp.index in model.params.learners,
-            "binary_input": lp.fmts.binary_input,
-        })
     manifest = {
         "schema": SCHEMA,
         "kind": "golden",
@@ -292,15 +325,16 @@ def render_golden(vectors: Vectors, model, config_dict: dict, source: Source, in
         "window_start": vectors.steps - vectors.window, "batch": 1, "update": vectors.update,
         "write_steps": vectors.write_steps, "etas": {str(k): v for k, v in sorted(vectors.etas.items())},
         "learning_signal": model.params.learning_signal, "bias_update": model.params.bias_update,
-        "input": inputs, "source": source.to_json(), "layers": layers,
+        "input": inputs, "source": source.to_json(), "layers": layer_info(model),
         "element_order": ELEMENT_ORDER,
-        "hex": "two's complement masked to the format's bits, ceil(bits/4) lowercase hex digits, one word per line",
+        "hex": HEX_RULE,
         "files": listing,
         "npz": {"path": NPZ, "sha256": hexio.sha256(npz), "keys": [e.key for e in vectors.entries],
                 "dtype": "int64"},
+        "overflow": OverflowInfo.of(vectors.overflow),
         "config": config_dict,
     }
-    files[MANIFEST] = (json.dumps(manifest, indent=1) + "\n").encode()
+    files[MANIFEST] = dump(GoldenManifest, manifest, MANIFEST)
     return files
 
 
@@ -312,12 +346,17 @@ def check_rtl_width(fmt: FixedFormat, where: str) -> None:
 
 def golden(config, config_dict: dict, out: Path, samples: int, steps: int, checkpoint: Path | None = None,
            density: float | None = None, seed: int = 0) -> Vectors:
-    """Build the model, run it, write the set atomically into ``out``. Returns the vectors."""
-    from rtl_export.model import load_inputs, window_of
+    """Build the model, run it, write the set atomically into ``out``. Returns the vectors.
+
+    Every bound (``--samples``, ``--steps``, ``--seed``, ``--random-density``, the size
+    of the set) is checked before the model is built or anything is allocated."""
+    from rtl_export.model import check_run_args, check_set_size, load_inputs, window_of
     from rtl_export.outdir import check_target
 
     check_target(out)
+    check_run_args(samples, steps, density, seed)
     window_of(config, steps)
+    check_set_size(config, samples, steps)
     model, source = build_model(config, checkpoint)
     x, y, inputs = load_inputs(config, samples, steps, density, seed)
     vectors = simulate(model, x, y)
@@ -333,98 +372,46 @@ class VectorSet:
     """A vector set read back and checked (hashes, word counts, widths, npz == hex)."""
 
     root: Path
-    manifest: dict
+    manifest: GoldenManifest
     arrays: dict[str, np.ndarray]
-    entries: list[dict]
+    entries: list[GoldenFile]
 
     def array(self, key: str) -> np.ndarray:
         return self.arrays[key]
 
 
-def _field(obj: dict, name: str, where: str, kind=None):
-    if not isinstance(obj, dict) or name not in obj:
-        raise InputError(f"{where}: missing field '{name}'")
-    value = obj[name]
-    if kind is not None and not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(f"{where}.{name}: expected {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
-
-
-def _entry_format(entry: dict, where: str) -> FixedFormat:
-    spec = _field(entry, "format", where, dict)
-    bits = _field(spec, "bits", f"{where}.format", int)
-    if bits > RTL_MAX_BITS:
-        raise InputError(f"{where}.format.bits = {bits} is wider than the RTL supports ({RTL_MAX_BITS} bits)")
-    try:
-        return FixedFormat(signed=_field(spec, "signed", f"{where}.format", bool), bits=bits,
-                           frac=_field(spec, "frac", f"{where}.format", int))
-    except ValueError as error:
-        raise InputError(f"{where}.format: {str(error).splitlines()[-1].strip()}") from None
-
-
-def read_manifest(root: Path) -> dict:
-    root = Path(root)
-    path = root / MANIFEST
-    if not root.is_dir():
-        raise InputError(f"{root}: not a directory")
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error.__class__.__name__})") from None
-    if not isinstance(manifest, dict):
-        raise InputError(f"{path}: top level must be an object")
-    return manifest
+def read_golden_manifest(root: Path) -> GoldenManifest:
+    return read_manifest(root, GoldenManifest, SCHEMA, "manifest")
 
 
 def load_vectors(root: Path) -> VectorSet:
-    """Read a vector set; every problem is an InputError naming the file or manifest field."""
+    """Read a vector set; every problem is an InputError naming the file or manifest field.
+
+    Only files inside ``root`` are read (symlinks resolved), each at most as large as its
+    manifest entry says, and the npz headers are checked before an array is allocated."""
     root = Path(root)
-    manifest = read_manifest(root)
+    manifest = read_golden_manifest(root)
     mpath = root / MANIFEST
-    schema = manifest.get("schema")
-    if schema != SCHEMA:
-        raise InputError(f"{mpath}: schema = {schema!r}, expected {SCHEMA!r}")
-    files = _field(manifest, "files", str(mpath), list)
     arrays: dict[str, np.ndarray] = {}
-    for n, entry in enumerate(files):
-        where = f"{mpath}: files[{n}]"
-        rel = _field(entry, "path", where, str)
-        if Path(rel).is_absolute() or ".." in Path(rel).parts:
-            raise InputError(f"{where}.path = {rel!r} must be relative to the set")
-        where = f"{mpath}: files[{n}] ({rel})"
-        fmt = _entry_format(entry, where)
-        shape = _field(entry, "shape", where, list)
-        if not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise InputError(f"{where}.shape = {shape!r} must be a list of sizes")
-        words = int(np.prod(shape, dtype=np.int64))
-        if _field(entry, "words", where, int) != words:
-            raise InputError(f"{where}.words = {entry['words']} does not match shape {shape}")
-        if _field(entry, "digits", where, int) != hexio.digits(fmt.bits):
-            raise InputError(f"{where}.digits = {entry['digits']} does not match {fmt.bits} bits")
-        path = root / rel
-        if not path.is_file():
-            raise InputError(f"{path}: file listed in the manifest is missing")
-        payload = path.read_bytes()
-        if hexio.sha256(payload) != _field(entry, "sha256", where, str):
+    for n, entry in enumerate(manifest.files):
+        where = f"{mpath}: files[{n}] ({entry.path})"
+        path = inside(root, entry.path, f"{where}.path")
+        payload = read_listed(path, entry.words * (entry.digits + 1))
+        if hexio.sha256(payload) != entry.sha256:
             raise InputError(f"{path}: sha256 mismatch (file changed since the manifest was written)")
-        arrays[_field(entry, "npz_key", where, str)] = hexio.decode_hex(payload, fmt, words, str(path)).reshape(shape)
-    npz_info = _field(manifest, "npz", str(mpath), dict)
-    npz_path = root / _field(npz_info, "path", f"{mpath}: npz", str)
-    if not npz_path.is_file():
-        raise InputError(f"{npz_path}: file listed in the manifest is missing")
-    payload = npz_path.read_bytes()
-    if hexio.sha256(payload) != _field(npz_info, "sha256", f"{mpath}: npz", str):
+        fmt = entry.format.fixed()
+        arrays[entry.npz_key] = hexio.decode_hex(payload, fmt, entry.words, str(path)).reshape(entry.shape)
+    npz_path = inside(root, manifest.npz.path, f"{mpath}: npz.path")
+    # int64 data plus the zip and .npy headers of every member
+    limit = 8 * sum(e.words for e in manifest.files) + 1024 * len(manifest.files) + 4096
+    payload = read_listed(npz_path, limit)
+    if hexio.sha256(payload) != manifest.npz.sha256:
         raise InputError(f"{npz_path}: sha256 mismatch (file changed since the manifest was written)")
-    stored = hexio.decode_npz(payload, str(npz_path))
-    if sorted(stored) != sorted(arrays):
-        missing = sorted(set(arrays) ^ set(stored))[0]
-        raise InputError(f"{npz_path}: array set differs from the hex files ('{missing}')")
+    stored = hexio.decode_npz(payload, str(npz_path), {key: value.shape for key, value in arrays.items()})
     for key, value in arrays.items():
-        if stored[key].shape != value.shape or not np.array_equal(stored[key], value):
+        if not np.array_equal(stored[key], value):
             raise InputError(f"{npz_path}: array '{key}' differs from {key}.hex")
-    return VectorSet(root, manifest, arrays, files)
+    return VectorSet(root, manifest, arrays, list(manifest.files))
 
 
 # ----------------------------------------------------------------------------- verifying
@@ -447,14 +434,13 @@ class Mismatch:
                 f"integer model {self.model}")
 
 
-def _step_of(entry: dict, manifest: dict, lead: int) -> int | None:
-    phase = entry.get("phase")
-    if phase == "step":
+def _step_of(entry: GoldenFile, manifest: GoldenManifest, lead: int) -> int | None:
+    if entry.phase == "step":
         return lead
-    if phase == "window":
-        return int(manifest["window_start"]) + lead
-    if phase == "write":
-        return int(manifest["write_steps"][lead])
+    if entry.phase == "window":
+        return manifest.window_start + lead
+    if entry.phase == "write":
+        return manifest.write_steps[lead]
     return None
 
 
@@ -471,7 +457,7 @@ def first_mismatch(vs: VectorSet, vectors: Vectors) -> Mismatch | None:
                                 None, None)
         else:
             stored, model = vs.arrays[key], vectors.arrays[key]
-            entry = next(e for e in vs.entries if e.get("npz_key") == key)
+            entry = next(e for e in vs.entries if e.npz_key == key)
             if stored.shape != model.shape:
                 rank = (-1, -1, -1, order[key])
                 mismatch = Mismatch(key, 0, None, (f"shape {list(stored.shape)} vs model {list(model.shape)}",),
@@ -481,7 +467,7 @@ def first_mismatch(vs: VectorSet, vectors: Vectors) -> Mismatch | None:
                 if not diff.any():
                     continue
                 first = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(diff)[0]), diff.shape))
-                phase = entry.get("phase")
+                phase = entry.phase
                 if phase in ("step", "window", "write"):
                     # earliest (sample, lead) with a difference, then its first element
                     per = diff.reshape(diff.shape[0], diff.shape[1], -1).any(axis=2)
@@ -491,7 +477,7 @@ def first_mismatch(vs: VectorSet, vectors: Vectors) -> Mismatch | None:
                     step = _step_of(entry, manifest, lead)
                     full = (s, lead) + index
                     # a write happens after the step's other tensors
-                    rank = (s, step, 1 if phase == "write" else 0, entry.get("layer") or 0, order[key])
+                    rank = (s, step, 1 if phase == "write" else 0, entry.layer or 0, order[key])
                     mismatch = Mismatch(key, s, step, index, int(stored[full]), int(model[full]))
                 else:
                     s = first[0] if phase == "sample" else 0
@@ -503,6 +489,94 @@ def first_mismatch(vs: VectorSet, vectors: Vectors) -> Mismatch | None:
     return best
 
 
+def check_overflow(vs: VectorSet, vectors: Vectors) -> None:
+    """The manifest's overflow rows must be the re-run's (tensor, format, events, elements).
+
+    Called once every value matched: the same values with other counts means the
+    manifest was edited, so the difference is bad input naming the row (exit 2)."""
+    mpath = vs.root / MANIFEST
+    stored = vs.manifest.overflow.tensors
+    model = vectors.overflow.rows()
+    for n, (row, (name, fmt, events, elements)) in enumerate(zip(stored, model)):
+        for field_name, have, want in (("tensor", row.tensor, name), ("format", row.format, fmt),
+                                       ("events", row.events, events), ("elements", row.elements, elements)):
+            if have != want:
+                raise InputError(f"{mpath}: overflow.tensors[{n}] ({row.tensor}).{field_name} = {have} but the "
+                                 f"integer model re-run gives {want}")
+    if len(stored) != len(model):
+        raise InputError(f"{mpath}: overflow.tensors lists {len(stored)} tensors, the integer model re-run "
+                         f"records {len(model)}")
+
+
+def _expect(mpath: Path, name: str, stored, wanted) -> None:
+    if stored != wanted:
+        raise InputError(f"{mpath}: {name} = {stored!s:.80} but the config gives {wanted!s:.80}")
+
+
+def _check_run_facts(vs: VectorSet, model) -> None:
+    """Manifest fields the config decides (window, writes, etas, layers): equal or refused."""
+    from stllr.learning import window_start
+
+    m, mpath = vs.manifest, vs.root / MANIFEST
+    params = model.params
+    try:
+        start = window_start(m.steps, params.window)
+    except ValueError as error:
+        raise InputError(f"{mpath}: config: {error}") from None
+    _expect(mpath, "window", m.window, m.steps - start)
+    _expect(mpath, "update", m.update, params.update)
+    _expect(mpath, "learning_signal", m.learning_signal, params.learning_signal)
+    _expect(mpath, "bias_update", m.bias_update, params.bias_update)
+    etas = {str(k): int(v) for k, v in sorted(model.etas(1, m.window).items())}
+    _expect(mpath, "etas", dict(m.etas), etas)
+    if not isinstance(m.input, RandomInput):
+        _expect(mpath, "input.kind", m.input.kind, vs.manifest.config.data.kind)
+    wanted = layer_info(model)
+    if len(m.layers) != len(wanted):
+        _expect(mpath, "layers (count)", len(m.layers), len(wanted))
+    for n, (layer, want) in enumerate(zip(m.layers, wanted)):
+        for name, value in layer.model_dump().items():
+            _expect(mpath, f"layers[{n}].{name}", value, want[name])
+
+
+def _check_entries(vs: VectorSet, vectors: Vectors) -> None:
+    """Per-file facts the config decides (format, dims, phase, meaning): equal or refused."""
+    mpath = vs.root / MANIFEST
+    expected = {e.key: e for e in vectors.entries}
+    for n, entry in enumerate(vs.entries):
+        want = expected.get(entry.npz_key)
+        if want is None:
+            continue  # reported as a mismatch (a tensor the model does not produce)
+        fmt = entry.format.fixed()
+        if fmt != want.fmt:
+            text = fmt.describe_short() if fmt.describe_short() != want.fmt.describe_short() else fmt.describe()
+            other = want.fmt.describe_short() if text == fmt.describe_short() else want.fmt.describe()
+            raise InputError(f"{mpath}: files[{n}]: {entry.path}.format = {text} but the config's model stores it "
+                             f"as {other}")
+        for name, stored, wanted in (("phase", entry.phase, want.phase), ("dims", entry.dims, list(want.dims)),
+                                     ("meaning", entry.meaning, want.meaning)):
+            if stored != wanted:
+                raise InputError(f"{mpath}: files[{n}] ({entry.path}).{name} = {stored!s:.60} but the config's "
+                                 f"model gives {wanted!s:.60}")
+
+
+def _check_random_input(vs: VectorSet, model, config) -> None:
+    """A set of random spikes: its density and seed must give its input and labels again."""
+    from rtl_export.model import load_inputs
+
+    spec = vs.manifest.input
+    if not isinstance(spec, RandomInput):
+        return  # the data files live outside the set: verify reads nothing there
+    m, mpath = vs.manifest, vs.root / MANIFEST
+    x, y, _ = load_inputs(config, m.samples, m.steps, spec.density, spec.seed)
+    codes = model.quantize_input(x.reshape(m.samples, m.steps, -1))
+    stored = vs.arrays.get("layer0/input")
+    if stored is None or stored.shape != codes.shape or not np.array_equal(stored, codes) \
+            or not np.array_equal(vs.arrays.get("target"), y):
+        raise InputError(f"{mpath}: input: density {spec.density} and seed {spec.seed} do not give the set's "
+                         "layer0/input.hex and target.hex (input.density or input.seed edited?)")
+
+
 def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors, list[str]]:
     """Re-run the integer model of a vector set from its stored initial state.
 
@@ -510,17 +584,16 @@ def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors,
     stochastic lanes are replaced by the set's (hash-checked) first values, so a set made
     from a checkpoint can be re-run without it. When the weights are reproducible (no
     checkpoint, or ``checkpoint`` given), the rebuilt model's own initial codes must equal
-    the stored ones too.
+    the stored ones too. Manifest fields the config decides are checked before the run.
     """
     from dataclasses import replace
 
     from fixedpoint.network import lane_layout
-    from stllr.config import parse_config
 
     manifest = vs.manifest
     mpath = vs.root / MANIFEST
-    config = parse_config(_field(manifest, "config", str(mpath), dict), f"{mpath}: config")
-    src = _field(manifest, "source", str(mpath), dict)
+    config = manifest.config
+    src = manifest.source
     notes = []
     if checkpoint is not None:
         from rtl_export.model import file_sha256
@@ -529,16 +602,30 @@ def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors,
             raise InputError(f"{checkpoint}: checkpoint not found")
         # the hash decides before anything is unpickled: a file that is not the one the
         # set was made from is never loaded
-        if src.get("checkpoint_sha256") != file_sha256(Path(checkpoint)):
+        if src.checkpoint_sha256 != file_sha256(Path(checkpoint)):
             raise InputError(f"{checkpoint}: not the checkpoint these vectors were made from (sha256 differs)")
         model, source = build_model(config, checkpoint)
         reproducible = True
     else:
         model, source = build_model(config, None)
-        reproducible = src.get("weights") == "init"
+        reproducible = src.weights == "init"
         if not reproducible:
             notes.append("initial weights taken from the vectors (pass --checkpoint to check them too)")
+    _check_run_facts(vs, model)
     params = model.params
+    first_layer = params.layers[0]
+    codes = vs.arrays.get("layer0/input")
+    if codes is None or "target" not in vs.arrays:
+        raise InputError(f"{mpath}: the set has no layer0/input or target")
+    shape = tuple(config.network.input_shape)
+    if codes.ndim != 3 or codes.shape[2] != int(np.prod(shape)):
+        raise InputError(f"{mpath}: 'layer0/input' has shape {list(codes.shape)}, the config's network needs "
+                         f"[samples, steps, {int(np.prod(shape))}]")
+    target = vs.arrays["target"]
+    classes = params.num_classes
+    if target.shape != (codes.shape[0],) or target.min() < 0 or target.max() >= classes:
+        raise InputError(f"{mpath}: 'target' must hold one label in 0..{classes - 1} per sample")
+    _check_random_input(vs, model, config)
     layout = lane_layout(params)
     lanes = model.lanes.copy()
     layers = []
@@ -566,32 +653,30 @@ def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors,
             if lane_key in vs.arrays:
                 first, count = layout[(lp.index, tensor)]
                 stored_lanes = vs.arrays[lane_key][0, 0].reshape(-1)
+                if stored_lanes.size != count:
+                    raise InputError(f"{mpath}: '{lane_key}' has {stored_lanes.size} lanes, the config's network "
+                                     f"needs {count}")
                 if reproducible and not np.array_equal(stored_lanes, lanes[first:first + count]):
                     raise InputError(f"{lane_key}.hex: initial lane states differ from quant.seed's")
                 lanes[first:first + count] = stored_lanes.astype(np.uint32)
         layers.append(replace(lp, **changes))
     model.params = replace(params, layers=tuple(layers))
     model.lanes = lanes
-    first_layer = params.layers[0]
-    codes = vs.arrays.get("layer0/input")
-    if codes is None or "target" not in vs.arrays:
-        raise InputError(f"{mpath}: the set has no layer0/input or target")
-    shape = tuple(config.network.input_shape)
     x = first_layer.fmts.input.to_float(codes).reshape(codes.shape[:2] + shape)
-    vectors = simulate(model, x, vs.arrays["target"])
+    vectors = simulate(model, x, target)
+    _check_entries(vs, vectors)
     return vectors, notes
 
 
 def verify(root: Path, checkpoint: Path | None = None) -> tuple[Mismatch | None, VectorSet, Vectors, list[str]]:
-    """Load and check a set, re-run the model; (first mismatch or None, set, re-run, notes)."""
+    """Load and check a set, re-run the model; (first mismatch or None, set, re-run, notes).
+
+    Bad files or manifest fields raise InputError (exit 2); a sound set that the model
+    computes differently gives a mismatch (exit 1). When every value matches, the
+    overflow counts must match too (:func:`check_overflow`)."""
     vs = load_vectors(root)
     vectors, notes = rerun_model(vs, checkpoint)
-    expected = {e.key: e.fmt for e in vectors.entries}
-    for entry in vs.entries:
-        key = entry["npz_key"]
-        if key in expected:
-            fmt = _entry_format(entry, f"{vs.root / MANIFEST}: {entry['path']}")
-            if (fmt.signed, fmt.bits, fmt.frac) != (expected[key].signed, expected[key].bits, expected[key].frac):
-                raise InputError(f"{vs.root / MANIFEST}: {entry['path']}.format = {fmt.describe_short()} but the "
-                                 f"config's model stores it as {expected[key].describe_short()}")
-    return first_mismatch(vs, vectors), vs, vectors, notes
+    mismatch = first_mismatch(vs, vectors)
+    if mismatch is None:
+        check_overflow(vs, vectors)
+    return mismatch, vs, vectors, notes

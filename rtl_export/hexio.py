@@ -143,9 +143,35 @@ def encode_npz(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def decode_npz(payload: bytes, where: str) -> dict[str, np.ndarray]:
+def decode_npz(payload: bytes, where: str, shapes: dict[str, tuple[int, ...]] | None = None
+               ) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``; InputError naming ``where`` for a torn or foreign file.
+
+    With ``shapes`` (key -> shape), the archive must hold exactly those keys as int64
+    arrays of those shapes, checked from each ``.npy`` header before any array is read,
+    so a header that claims 10^12 elements allocates nothing."""
     try:
-        with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
+        with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+            names = archive.namelist()
+            if shapes is not None:
+                keys = [name.removesuffix(".npy") for name in names]
+                if len(set(keys)) != len(keys) or sorted(keys) != sorted(shapes) \
+                        or not all(name.endswith(".npy") for name in names):
+                    odd = sorted(set(keys) ^ set(shapes)) or keys
+                    raise InputError(f"{where}: array set differs from the hex files ('{odd[0]:.60}')")
+                for name in names:
+                    with archive.open(name) as member:
+                        version = np.lib.format.read_magic(member)
+                        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                       else np.lib.format.read_array_header_2_0)
+                        shape, _, dtype = read_header(member)
+                    key = name.removesuffix(".npy")
+                    if tuple(shape) != tuple(shapes[key]) or dtype != np.dtype(np.int64):
+                        raise InputError(f"{where}: array '{key}' is {dtype} {list(shape)}, the hex file holds int64 "
+                                         f"{list(shapes[key])}")
+        with np.load(io.BytesIO(payload), allow_pickle=False) as loaded:
+            return {key: loaded[key] for key in loaded.files}
+    except InputError:
+        raise
     except Exception as error:  # a torn or foreign file: one line naming it
         raise InputError(f"{where}: not a readable .npz ({type(error).__name__})") from None

@@ -17,8 +17,9 @@ import numpy as np
 
 from fixedpoint.config import QuantConfig
 from fixedpoint.formats import FixedFormat
-from stllr.config import Config
+from stllr.config import Config, layer_shapes, layer_weight_count
 from stllr.errors import InputError
+from stllr.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS
 
 #: Widest stored word the reference RTL (rtl/stllr_layer.v) and its testbenches handle;
 #: internal sums are 64-bit (the integer model keeps every exact intermediate < 2**53).
@@ -65,12 +66,54 @@ def build_model(config: Config, checkpoint: Path | None = None):
     return model, source
 
 
+def check_bound(flag: str, value: int, low: int, high: int) -> int:
+    """``value`` is an int in ``[low, high]`` (stllr.schema bounds), else one line naming ``flag``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{flag} = {value!r:.40} must be an integer")
+    if value < low:
+        raise InputError(f"{flag} = {value} must be {'> 0' if low == 1 else f'>= {low}'}")
+    if value > high:
+        raise InputError(f"{flag} = {str(value):.40} exceeds the limit {high}")
+    return int(value)
+
+
+def check_run_args(samples: int, steps: int, density: float | None, seed: int) -> None:
+    """Bounds of ``golden``'s arguments, checked before anything is built or allocated."""
+    check_bound("--samples", samples, 1, MAX_SAMPLES)
+    check_bound("--steps", steps, 1, MAX_STEPS)
+    check_bound("--seed", seed, 0, MAX_SEED)
+    if density is not None and not (isinstance(density, (int, float)) and 0.0 <= density <= 1.0):
+        raise InputError(f"--random-density = {density!r:.40} must lie in [0, 1]")  # nan and inf too
+
+
+def set_words(config: Config, samples: int, steps: int) -> int:
+    """An upper bound of the words a vector set of ``config`` holds (from the config alone)."""
+    k = min(config.learning.window or steps, steps)
+    writes = k if config.learning.update == "online" else 1
+    per_sample = 1
+    for layer, (shape_in, shape_out) in zip(config.network.layers, layer_shapes(config.network)):
+        n_in, n_out = int(np.prod(shape_in)), int(np.prod(shape_out))
+        synapses = layer_weight_count(layer, shape_in, shape_out) + n_out  # + bias
+        per_sample += steps * (2 * n_in + 12 * n_out + 1)  # step tensors (recurrent ones included)
+        per_sample += k * (6 * n_out + synapses)  # window tensors and accumulators
+        per_sample += writes * 4 * synapses  # weights before / after, lanes before / after
+    return samples * per_sample
+
+
+def check_set_size(config: Config, samples: int, steps: int) -> None:
+    """Refuse a vector set larger than the reader accepts, before running anything."""
+    from rtl_export.manifest import MAX_SET_WORDS
+
+    words = set_words(config, samples, steps)
+    if words > MAX_SET_WORDS:
+        raise InputError(f"--samples {samples} x --steps {steps}: the vector set would hold up to {words} words, "
+                         f"more than {MAX_SET_WORDS}: use fewer samples or steps")
+
+
 def num_steps(config: Config, steps: int | None) -> int:
     """T from ``--steps`` or the config's ``data.num_steps``."""
     if steps is not None:
-        if steps <= 0:
-            raise InputError(f"--steps = {steps} must be > 0")
-        return int(steps)
+        return check_bound("--steps", steps, 1, MAX_STEPS)
     if config.data.num_steps is None:
         raise InputError("data.num_steps is not set in the config: pass --steps")
     return int(config.data.num_steps)
@@ -91,17 +134,10 @@ def load_inputs(config: Config, samples: int, steps: int, density: float | None,
     ``density`` None: the first N samples of the config's test set, first T steps.
     Otherwise Bernoulli(density) spikes and uniform labels from ``numpy.random.default_rng(seed)``.
     """
-    if samples <= 0:
-        raise InputError(f"--samples = {samples} must be > 0")
-    if steps <= 0:
-        raise InputError(f"--steps = {steps} must be > 0")
+    check_run_args(samples, steps, density, seed)
     shape = tuple(config.network.input_shape)
     classes = config.network.layers[-1].size
     if density is not None:
-        if not 0.0 <= density <= 1.0:
-            raise InputError(f"--random-density = {density} must lie in [0, 1]")
-        if seed < 0:
-            raise InputError(f"--seed = {seed} must be >= 0")
         rng = np.random.default_rng(seed)
         x = (rng.random((samples, steps, *shape)) < density).astype(np.float64)
         y = rng.integers(0, classes, samples).astype(np.int64)

@@ -14,11 +14,22 @@ import tempfile
 from pathlib import Path
 
 from stllr.atomic import check_output_dir, dir_mode, file_mode, fsync_dir
+from stllr.errors import InputError
 
 
-def check_target(out: Path) -> None:
-    """The target may not exist yet, or be an empty directory (not a file, not under one)."""
-    check_output_dir(out, may_exist=False)
+class OutputError(InputError, OSError):
+    """The output directory could not be written (permissions, disk full): one line, exit 2."""
+
+
+def check_target(out: Path, flag: str = "--out ") -> None:
+    """The target may not exist yet, or be an empty directory (not a file, not under one,
+    not a symlink: the rename would replace the link, not fill the folder it points to)."""
+    out = Path(out)
+    if out.is_symlink():
+        raise InputError(f"{flag}{out}: is a symlink, expected a folder name")
+    if not out.name or out.name in (".", ".."):
+        raise InputError(f"{flag}{out}: name a new folder (not '{out}')")
+    check_output_dir(out, flag, may_exist=False)
 
 
 def write_tree(out: Path, files: dict[str, bytes]) -> None:
@@ -26,8 +37,11 @@ def write_tree(out: Path, files: dict[str, bytes]) -> None:
     out = Path(out)
     check_target(out)
     parent = out.parent if str(out.parent) else Path(".")
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as error:
+        raise OutputError(f"--out {out}: cannot create it ({error.strerror or type(error).__name__})") from None
     try:
         for name, payload in files.items():
             path = tmp / name
@@ -43,6 +57,9 @@ def write_tree(out: Path, files: dict[str, bytes]) -> None:
             out.rmdir()  # empty (checked above)
         os.replace(tmp, out)
         fsync_dir(parent)
+    except OSError as error:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"--out {out}: cannot write it ({error.strerror or error})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

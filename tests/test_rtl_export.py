@@ -8,6 +8,7 @@ and the C header hold the same values as the integer model.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from rtl_export import hexio
 from rtl_export.cli import main
 from rtl_export.golden import load_vectors
 from rtl_export.model import build_model
-from rtl_export.params import layer_params, layer_shifts, render_params
+from rtl_export.params import export_params, layer_params, layer_shifts, render_params
 from stllr.config import config_to_dict, load_config
 from stllr.errors import InputError
 
@@ -37,7 +38,10 @@ W4 = CONFIGS / "layer_w4_m12.yaml"
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:  # argparse's own refusals (one line, exit 2)
+        code = stop.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -147,7 +151,7 @@ def test_npz_is_deterministic_and_readable():
 
 def test_golden_layout_and_manifest(small_set):
     manifest = json.loads((small_set / "manifest.json").read_text())
-    assert manifest["schema"] == "stllr-rtl-golden/1"
+    assert manifest["schema"] == "stllr-rtl-golden/2"
     assert manifest["samples"] == 2 and manifest["steps"] == 6 and manifest["window"] == 3
     assert manifest["update"] == "online" and manifest["write_steps"] == [3, 4, 5]
     by_key = {e["npz_key"]: e for e in manifest["files"]}
@@ -270,9 +274,14 @@ def test_verify_bad_inputs_exit_2_with_one_line(tmp_path, capsys, small_set):
     cases[root] = "files[2] (layer0/u.hex).format.bits = 40 is wider than the RTL supports (32 bits)"
     root = _copy(small_set, tmp_path / "frac")
     manifest = json.loads((root / "manifest.json").read_text())
-    manifest["files"][2]["format"]["frac"] = 5
+    manifest["files"][2]["format"].update(frac=5, text="s12.5")  # consistent, but not the config's
     (root / "manifest.json").write_text(json.dumps(manifest))
     cases[root] = "layer0/u.hex.format = s12.5 but the config's model stores it as s12.6"
+    root = _copy(small_set, tmp_path / "text")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"][2]["format"]["frac"] = 5  # the text still says s12.6
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    cases[root] = "files[2] (layer0/u.hex).format: text = 's12.6' does not match signed/bits/frac (s12.5)"
     root = _copy(small_set, tmp_path / "gone")
     (root / "layer0/psi.hex").unlink()
     cases[root] = "layer0/psi.hex: file listed in the manifest is missing"
@@ -352,8 +361,12 @@ def test_output_directory_rules(tmp_path, capsys, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(outdir.os, "fsync", boom)
-    with pytest.raises(OSError):
-        main(["params", "--net", str(W4), "--out", str(tmp_path / "half")])
+    code, _, err = _run(capsys, "params", "--net", W4, "--out", tmp_path / "half")
+    assert code == 2 and err == f"rtl-export: error: --out {tmp_path / 'half'}: cannot write it (disk full)\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
+    # the Python API still raises an OSError (an InputError too)
+    with pytest.raises(OSError, match="cannot write it"):
+        export_params(load_config(W4), config_to_dict(load_config(W4)), tmp_path / "half")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
 
 
@@ -517,3 +530,198 @@ def test_params_datapath_wider_than_the_rtl(tmp_path, capsys):
     assert code == 2
     assert "quant (layer 0): the RTL datapath would need 67 bits, wider than the RTL supports (64)" in err
     assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- hardened inputs
+
+
+def _one_line(err: str) -> str:
+    assert err.count("\n") == 1 and err.startswith("rtl-export") and ": error: " in err, err
+    assert "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--samples", 10**12, "--steps", 4, "--random-density", 0.5],
+     "--samples = 1000000000000 exceeds the limit 10000000"),
+    (["--samples", 1, "--steps", 10**9, "--random-density", 0.5], "--steps = 1000000000 exceeds the limit 100000"),
+    (["--samples", 1, "--steps", -4, "--random-density", 0.5], "--steps = -4 must be > 0"),
+    (["--samples", 1, "--steps", 4, "--random-density", 0.5, "--seed", -1], "--seed = -1 must be >= 0"),
+    (["--samples", 1, "--steps", 4, "--random-density", 0.5, "--seed", 2**40],
+     "--seed = 1099511627776 exceeds the limit 4294967295"),
+    (["--samples", 1, "--steps", 4, "--seed", -1], "--seed = -1 must be >= 0"),  # also without random input
+    (["--samples", 1, "--steps", 4, "--random-density", "nan"], "--random-density = nan must lie in [0, 1]"),
+    (["--samples", 1, "--steps", 4, "--random-density", "inf"], "--random-density = inf must lie in [0, 1]"),
+    (["--samples", 1, "--steps", 4, "--random-density=-inf"], "--random-density = -inf must lie in [0, 1]"),
+    (["--samples", 10**7, "--steps", 100, "--random-density", 0.5],
+     "--samples 10000000 x --steps 100: the vector set would hold up to"),
+    (["--samples", "1e3", "--steps", 4], "argument --samples: invalid int value: '1e3'"),
+    (["--samples", 1, "--steps", 4, "--random-density", "-0.5"], "--random-density = -0.5 must lie in [0, 1]"),
+])
+def test_golden_bounds_are_refused_before_anything_is_built(tmp_path, capsys, monkeypatch, argv, message):
+    """Huge, negative or non-finite flags: one line naming the flag; the model is never built."""
+    import rtl_export.golden as golden_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built for an out-of-bounds argument")
+
+    monkeypatch.setattr(golden_module, "build_model", never)
+    out = tmp_path / "out"
+    code, stdout, err = _run(capsys, "golden", "--net", W4, *argv, "--out", out)
+    assert code == 2 and message in _one_line(err), err
+    assert stdout == "" and not out.exists()
+
+
+def test_params_steps_bounds(tmp_path, capsys):
+    for steps, message in ((10**9, "--steps = 1000000000 exceeds the limit 100000"), (0, "--steps = 0 must be > 0")):
+        code, _, err = _run(capsys, "params", "--net", W4, "--out", tmp_path / "p", "--steps", steps)
+        assert code == 2 and message in _one_line(err)
+        assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("command", ["golden", "params"])
+def test_out_that_is_a_file_under_a_file_a_full_folder_or_a_symlink(tmp_path, capsys, command):
+    extra = ["--samples", 1, "--steps", 4, "--random-density", 0.5] if command == "golden" else []
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep").write_text("y")
+    (tmp_path / "empty").mkdir()
+    os.symlink(tmp_path / "empty", tmp_path / "link")
+    cases = {
+        tmp_path / "file": "is a file, expected a folder",
+        tmp_path / "file" / "sub": f"{tmp_path / 'file'} is a file, not a folder",
+        tmp_path / "full": "output folder exists and is not empty",
+        tmp_path / "link": "is a symlink, expected a folder name",
+    }
+    before = sorted((p.relative_to(tmp_path), p.is_file() and p.read_text()) for p in tmp_path.rglob("*"))
+    for out, message in cases.items():
+        code, _, err = _run(capsys, command, "--net", W4, *extra, "--out", out)
+        assert code == 2 and f"--out {out}: {message}" in _one_line(err), err
+    assert sorted((p.relative_to(tmp_path), p.is_file() and p.read_text()) for p in tmp_path.rglob("*")) == before
+    # an existing empty folder is filled
+    code, _, err = _run(capsys, command, "--net", W4, *extra, "--out", tmp_path / "empty")
+    assert code == 0, err
+    assert (tmp_path / "empty" / "manifest.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def w8_set(tmp_path_factory) -> tuple[Path, str]:
+    """The 8/16-bit RTL case, 3 samples x 8 steps (it saturates), and what golden printed."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("w8") / "set"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["golden", "--net", str(W8), "--samples", "3", "--steps", "8", "--random-density", "0.5",
+                     "--seed", "1", "--out", str(out)])
+    assert code == 0
+    return out, stdout.getvalue()
+
+
+def test_golden_overflow_is_recorded_and_printed(w8_set):
+    """The w8_m16 case saturates its s8.8 layer-0 accumulator: counted in the manifest and on screen."""
+    from fixedpoint.overflow import OverflowCounter
+
+    out, stdout = w8_set
+    assert "overflow: 70 values saturated or wrapped" in stdout
+    assert "  layer0.update: 59 of 864 (s8.8 nearest_even saturate)" in stdout
+    assert "  layer1.update: 11 of 216 (s12.8 nearest_even saturate)" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    rows = {r["tensor"]: r for r in manifest["overflow"]["tensors"]}
+    assert manifest["overflow"]["total"] == 70
+    assert rows["layer0.update"] == {"tensor": "layer0.update", "format": "s8.8 nearest_even saturate",
+                                     "events": 59, "elements": 864}
+    # independent count: the integer model's own counter over the same samples, one at a time
+    vs = load_vectors(out)
+    model, _ = build_model(load_config(W8))
+    model.overflow = OverflowCounter()
+    x, y = vs.arrays["layer0/input"].astype(np.float64), vs.arrays["target"]
+    for s in range(3):
+        model.run(x[s:s + 1], y[s:s + 1], train=True)
+    assert [[r["tensor"], r["format"], r["events"], r["elements"]] for r in manifest["overflow"]["tensors"]] \
+        == [list(row) for row in model.overflow.rows()]
+
+
+def test_verify_compares_the_overflow_counts(w8_set, tmp_path, capsys):
+    out, _ = w8_set
+    code, stdout, err = _run(capsys, "verify", out)
+    assert code == 0, err
+    assert "overflow: 70 values saturated or wrapped, as the manifest records" in stdout
+    # the per-tensor count edited (and the total with it): every value still matches, the count does not
+    root = _copy(out, tmp_path / "events")
+    manifest = json.loads((root / "manifest.json").read_text())
+    n = next(i for i, r in enumerate(manifest["overflow"]["tensors"]) if r["tensor"] == "layer0.update")
+    manifest["overflow"]["tensors"][n]["events"] = 58
+    manifest["overflow"]["total"] = 69
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _run(capsys, "verify", root)
+    assert code == 2
+    assert f"manifest.json: overflow.tensors[{n}] (layer0.update).events = 58 but the integer model re-run gives 59" \
+        in _one_line(err)
+    # the total alone: the manifest contradicts itself
+    root = _copy(out, tmp_path / "total")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["overflow"]["total"] = 0
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _run(capsys, "verify", root)
+    assert code == 2 and "overflow: total = 0 is not the sum of the tensors' events (70)" in _one_line(err)
+
+
+def test_raise_policy_is_one_line_in_golden_and_verify(w8_set, tmp_path, capsys):
+    config = yaml.safe_load(W8.read_text())
+    config["quant"]["layers"] = {0: {"update": "s8.8 raise"}}
+    path = tmp_path / "raise.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "g"
+    code, stdout, err = _run(capsys, "golden", "--net", path, "--samples", 3, "--steps", 8, "--random-density", 0.5,
+                             "--seed", 1, "--out", out)
+    assert code == 2 and not out.exists() and stdout == ""
+    assert re.search(r"overflow in layer0\.update at step \d+, index \(\d+, \d+\): value -?\d+ outside s8\.8",
+                     _one_line(err)) and "(overflow policy 'raise' in quant)" in err
+    # a set whose manifest now says 'raise': the re-run stops with the same line
+    root = _copy(w8_set[0], tmp_path / "set")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["config"]["quant"]["layers"]["0"]["update"]["overflow"] = "raise"
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in root.rglob("*"))
+    code, _, err = _run(capsys, "verify", root)
+    assert code == 2 and "overflow in layer0.update" in _one_line(err) and "'raise'" in err
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+
+class _Payload:
+    """Unpickling this runs a shell command: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _crafted_checkpoint(path: Path, marker: Path) -> Path:
+    torch.save({"model": _Payload(marker), "config": {}}, path)
+    return path
+
+
+def test_crafted_checkpoint_is_refused_by_every_command(tmp_path, capsys, small_set):
+    """golden, params and verify --checkpoint: a .pt whose pickle would run code is refused
+    with one line, the command never runs and nothing is written."""
+    marker = tmp_path / "MARKER"
+    evil = _crafted_checkpoint(tmp_path / "evil.pt", marker)
+    for command, extra in (("golden", ["--samples", 1, "--steps", 4, "--random-density", 0.5]), ("params", [])):
+        out = tmp_path / command
+        code, stdout, err = _run(capsys, command, "--net", W4, "--checkpoint", evil, *extra, "--out", out)
+        assert code == 2 and f"{evil}:" in _one_line(err), err
+        assert not out.exists() and not marker.exists() and stdout == ""
+    # verify compares the hash first: a set that claims this very file must still not run it
+    root = _copy(small_set, tmp_path / "set")
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["source"] = {"weights": "checkpoint", "seed": manifest["source"]["seed"],
+                          "checkpoint_sha256": hexio.sha256(evil.read_bytes())}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    before = sorted(p.name for p in root.rglob("*"))
+    code, _, err = _run(capsys, "verify", root, "--checkpoint", evil)
+    assert code == 2 and f"{evil}:" in _one_line(err), err
+    assert not marker.exists() and sorted(p.name for p in root.rglob("*")) == before

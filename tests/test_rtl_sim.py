@@ -109,8 +109,10 @@ def test_icarus_cocotb_detects_a_changed_value(cases, tmp_path):
         arrays = {key: archive[key] for key in archive.files}
     arrays["layer0/acc_weight"][1, 2, 3, 4] ^= 1
     (copy / "golden.npz").write_bytes(hexio.encode_npz(arrays))
-    with pytest.raises(SimError, match=r"layer0/acc_weight sample 1 step 7 index \(3, 4\): rtl"):
+    with pytest.raises(SimError, match=r"layer0/acc_weight sample 1 step 7 index \(3, 4\): rtl") as failed:
         run_icarus(copy, params, tmp_path / "icarus")
+    # the bench also makes the simulator's exit status say so, not only results.xml
+    assert "RTL differs from the vectors (simulator exit 1)" in str(failed.value)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -135,8 +137,10 @@ def test_verilator_testbench_bit_exact(case, cases, tmp_path, capsys):
     lines = original.splitlines(True)
     lines[17] = b"%x\n" % ((int(lines[17], 16) + 1) & 0xF)
     hexfile.write_bytes(b"".join(lines))
-    out = subprocess.run([str(binary)], cwd=params, capture_output=True, text=True, timeout=120).stdout
+    proc = subprocess.run([str(binary)], cwd=params, capture_output=True, text=True, timeout=120)
+    out = proc.stdout
     assert "MISMATCH weight_next sample 0 step 5 index 17" in out and "TB FAIL" in out
+    assert proc.returncode != 0  # $fatal: a mismatch is a failing exit status, not only text
     hexfile.write_bytes(b"".join(original.splitlines(True)[:-1]))
     proc = subprocess.run([str(binary)], cwd=params, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
@@ -202,3 +206,71 @@ def test_second_hidden_layer_and_cli_sim(tmp_path, capsys):
     # a pair that does not belong together is refused before simulating
     code = main(["sim", str(gold), str(params), "--layer", "2", "--tools", "icarus"])
     assert code == 2 and "layer 2: rtl/stllr_layer.v does not implement it" in capsys.readouterr().err
+
+
+def _reseal_word(root: Path, key: str, line: int) -> None:
+    """Change word ``line`` of KEY.hex and write npz and manifest hashes to match: a sound set
+    (verify's file checks pass) whose expected value the RTL will not produce."""
+    from fixedpoint.formats import FixedFormat
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = next(e for e in manifest["files"] if e["npz_key"] == key)
+    path = root / entry["path"]
+    words = path.read_bytes().splitlines()
+    words[line] = b"%0*x" % (len(words[line]), (int(words[line], 16) + 1) % (16 ** len(words[line])))
+    path.write_bytes(b"\n".join(words) + b"\n")
+    fmt = FixedFormat(signed=entry["format"]["signed"], bits=entry["format"]["bits"], frac=entry["format"]["frac"])
+    entry["sha256"] = hexio.sha256(path.read_bytes())
+    with np.load(root / "golden.npz") as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays[key] = hexio.decode_hex(path.read_bytes(), fmt, entry["words"], str(path)).reshape(entry["shape"])
+    (root / "golden.npz").write_bytes(hexio.encode_npz(arrays))
+    manifest["npz"]["sha256"] = hexio.sha256((root / "golden.npz").read_bytes())
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+
+
+def test_icarus_runs_the_self_checking_testbench_with_a_failing_exit(cases, tmp_path):
+    """rtl/tb_stllr_layer.sv under Icarus 11: exit 0 and TB PASS, or $fatal: exit 1 and TB FAIL."""
+    reason = missing("iverilog")
+    if reason:
+        _skip_or_fail(reason)
+    import subprocess
+
+    gold, params, _, _ = cases("w8_m16")
+    copy = tmp_path / "golden"
+    shutil.copytree(gold, copy)
+    binary = tmp_path / "tb.vvp"
+    subprocess.run(["iverilog", "-g2012", "-DSTLLR_PKG=stllr_layer0_pkg", f"-Ptb_stllr_layer.SAMPLES={SAMPLES}",
+                    f'-Ptb_stllr_layer.GOLD="{copy / "layer0"}/"', "-o", str(binary), str(params / "stllr_params.sv"),
+                    str(ROOT / "rtl" / "stllr_layer.v"), str(ROOT / "rtl" / "stllr_layer_top.sv"),
+                    str(ROOT / "rtl" / "tb_stllr_layer.sv")], check=True, cwd=params, capture_output=True)
+    proc = subprocess.run(["vvp", "-n", str(binary)], cwd=params, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "TB PASS cycles=4665 checks=3048" in proc.stdout, proc.stdout[-2000:]
+    _reseal_word(copy, "layer0/weight_next", 17)
+    proc = subprocess.run(["vvp", "-n", str(binary)], cwd=params, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "MISMATCH weight_next sample 0 step 7 index 17" in proc.stdout and "TB FAIL errors=1" in proc.stdout
+
+
+@pytest.mark.parametrize("tool, needs", [("icarus", ("iverilog", "cocotb")), ("verilator", ("verilator",))])
+def test_cli_sim_exits_1_on_one_corrupted_expected_word(cases, tmp_path, capsys, tool, needs):
+    """`rtl-export sim` with one changed expected word (a sound, resealed set): exit 1, naming the value."""
+    reason = missing(*needs)
+    if reason:
+        _skip_or_fail(reason)
+    from rtl_export.cli import main
+
+    gold, params, _, _ = cases("w4_m12")
+    copy = tmp_path / "golden"
+    shutil.copytree(gold, copy)
+    _reseal_word(copy, "layer0/acc_weight", 5)
+    capsys.readouterr()
+    code = main(["sim", str(copy), str(params), "--tools", tool, "--build", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    if tool == "icarus":
+        assert "RTL differs from the vectors (simulator exit 1)" in err
+        assert "layer0/acc_weight sample 0 step 5 index (0, 5): rtl" in err
+    else:  # $fatal: the binary's exit status fails the run, the output names the word
+        assert "verilator testbench failed (exit" in err
+        assert "MISMATCH acc_weight sample 0 step 5 index 5" in err and "TB FAIL errors=1" in err
