@@ -2,6 +2,8 @@
 
     stllr train --config CFG.yaml --out DIR [--resume] [--epochs N] [--seed S] [--rule R]
     stllr eval  --checkpoint DIR/checkpoint.pt --config CFG.yaml
+    stllr sweep run SPEC.yaml --out DIR [--workers N | --scheduler tcp://HOST:PORT]   (sweep/cli.py)
+    stllr sweep report DIR [--csv | --json]
 
 Bad input (config, data file, checkpoint) prints one line naming the field or file to
 stderr and exits with code 2.
@@ -79,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fixedpoint.cli import add_int_commands  # int-train, int-eval (integer model)
 
     add_int_commands(commands)
+    from sweep.cli import add_sweep_commands  # sweep run, sweep report (Dask co-design sweeps)
+
+    add_sweep_commands(commands)
     return parser
 
 
