@@ -22,7 +22,10 @@ count, no NaN, no duplicate keys, at most :data:`MAX_ACTIVITY_BYTES`).
 
 Every series has one non-negative integer per step, summed over the batch; the quantity
 names and meanings are :data:`hwmodel.estimate.QUANTITY_HELP` (docs/hwmodel.md has the
-table). A count is at most what the layer can hold in one step (e.g. ``spikes`` <= B x
+table). ``bptt_delta`` (optional; training runs, every layer on BPTT's backward path) is
+the one quantity that is not the integer model's: the non-zero BPTT membrane gradients
+du[t] of the same run, propagated from its errors and Psi (:func:`bptt_delta_series`),
+so that BPTT is costed with the same activity as S-TLLR. A count is at most what the layer can hold in one step (e.g. ``spikes`` <= B x
 neurons, ``events`` <= B x valid input operands); learning quantities are zero outside
 the window and exist only for learning layers; an inference run has forward quantities
 only. The fingerprint ties the file to one network and one set of formats: activity from
@@ -96,11 +99,16 @@ class _SeriesBase(StrictModel):
         return data
 
 
+#: Quantities measured for the BPTT estimate only (not executed by the integer model).
+BPTT_QUANTITIES = ("bptt_delta",)
+BPTT_QUANTITY_HELP = {"bptt_delta": "non-zero BPTT membrane gradients du[t] (every step; layers on the backward path)"}
+
 #: Per-step series of one layer: one optional field per quantity (events required), so an
 #: unknown quantity is an error naming it.
 LayerSeries = create_model(
     "LayerSeries", __base__=_SeriesBase,
-    **{q: ((list[Count], ...) if q == "events" else (list[Count] | None, None)) for q in QUANTITIES})
+    **{q: ((list[Count], ...) if q == "events" else (list[Count] | None, None))
+       for q in QUANTITIES + BPTT_QUANTITIES})
 
 
 class OverflowTensor(StrictModel):
@@ -217,6 +225,7 @@ def _per_step_limit(quantity: str, ly: LayerInfo, above: LayerInfo | None, batch
         "contrib": ly.weight_size,
         "rec_causal_pairs": recurrent, "rec_noncausal_pairs": recurrent, "rec_contrib": recurrent,
         "bias_causal": ly.n_out if ly.bias else None, "bias_noncausal": ly.n_out if ly.bias else None,
+        "bptt_delta": ly.n_out,
     }[quantity]
     return None if per_sample is None else batch * per_sample
 
@@ -255,6 +264,7 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
         if name not in names:
             raise InputError(f"{path}: layers.{name}: no such layer (network has {len(layers)})")
     learners = set(range(len(layers))) if learning.rule != "readout_only" else {len(layers) - 1}
+    lowest = min(learners)
     start = steps - run.window
     batch = run.batch
     totals, per_step = [], []
@@ -264,7 +274,7 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
             raise InputError(f"{path}: layers.{ly.name}: missing")
         above = layers[ly.index + 1] if ly.index + 1 < len(layers) else None
         t, s = {}, {}
-        for quantity in QUANTITIES:
+        for quantity in QUANTITIES + BPTT_QUANTITIES:
             values = getattr(entry, quantity)
             if values is None:
                 continue
@@ -281,6 +291,9 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
                 if value > limit:
                     raise InputError(f"{where}: {value} at step {step}, more than the {limit} possible "
                                      f"(B = {batch} samples of this layer)")
+            if quantity in BPTT_QUANTITIES and ly.index < lowest:
+                raise InputError(f"{where}: {ly.name} is below the lowest learning layer (not on BPTT's "
+                                 "backward path)")
             if quantity in LEARN_QUANTITIES and any(values):
                 if ly.index not in learners:
                     raise InputError(f"{where}: {ly.name} does not learn (learning.rule {learning.rule})")
@@ -296,13 +309,83 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
     out_rates = [t.get("spikes", 0) / (batch * steps * ly.n_out) if ly.spiking else 0.0
                  for t, ly in zip(totals, layers)]
     rates = inputs.rates
-    delta = [1.0] * len(layers) if rates is None else [rates.layer(i)["signal"] for i in range(len(layers))]
+    delta = [1.0] * len(layers) if rates is None else [rates.layer(i)["delta"] for i in range(len(layers))]
+    backward = [ly for ly in layers if ly.index >= lowest]  # BPTT's backward path
+    measured_delta = train and all("bptt_delta" in totals[ly.index] for ly in backward)
+    if train and not measured_delta and any("bptt_delta" in totals[ly.index] for ly in backward):
+        missing = next(ly.name for ly in backward if "bptt_delta" not in totals[ly.index])
+        raise InputError(f"{path}: layers.{missing}.bptt_delta: missing (other layers of BPTT's backward "
+                         "path have it)")
+    if measured_delta:
+        for ly in backward:
+            delta[ly.index] = totals[ly.index]["bptt_delta"] / (batch * ly.n_out * steps)
     overflow = parsed.overflow.total_events if parsed.overflow is not None else None
     return Activity(batch, steps, run.window, train, True, totals, delta, in_rates, out_rates, per_step,
-                    source=path, overflow_events=overflow)
+                    source=path, overflow_events=overflow,
+                    delta_source="measured" if measured_delta else "rates")
 
 
 # ------------------------------------------------------------------------- measurement
+
+
+def bptt_delta_series(params, log, batch: int, steps: int, start: int) -> dict[str, list[int]]:
+    """Non-zero BPTT membrane gradients du[t] per step (summed over the batch) of every layer
+    on BPTT's backward path, for the run that ``log`` recorded (same weights, same Psi):
+
+    * readout: dy[t] = e[t] + beta dy[t+1] is non-zero where e[t'] != 0 for a window step
+      t' >= t (through the leak; e is the logged error);
+    * hidden layer l, top down: do[t] = W^{l+1 T} du^{l+1}[t] (+ W_rec^T du[t+1]) is
+      non-zero where a non-zero du of the layer above reaches it through a non-zero weight;
+      du[t] = psi[t] do[t] + beta du[t+1] is non-zero where psi[t] != 0 and do[t] != 0, or
+      where du[t+1] != 0 (psi: the logged Psi of every step).
+
+    Zero operands are skipped as the datapath skips them; exact cancellation in a sum and
+    beta du decaying to 0 in a narrow format are not modelled (both only make du sparser)."""
+    import numpy as np
+
+    from fixedpoint.network import dense_geometry
+
+    layers = params.layers
+    readout = len(layers) - 1
+    lowest = min(params.learners)
+
+    def chained(lp) -> bool:  # beta != 0: the gradient flows back through the membrane
+        return lp.fmts.leak_mode == "shift" or lp.const.beta != 0
+
+    def reach(du, geometry, weight) -> np.ndarray:
+        """(B, n_in) bool: inputs of a layer that a non-zero du (B, n_out) reaches through W."""
+        d = du.reshape(batch, geometry.channels, geometry.positions).astype(np.int64)
+        hit = np.einsum("bop,ot->btp", d, (weight != 0).astype(np.int64)) > 0  # (B, taps, P)
+        hit &= (geometry.idx >= 0)[None]
+        out = np.zeros((batch, geometry.n_in), bool)
+        b, tap, p = np.nonzero(hit)
+        out[b, geometry.idx[tap, p]] = True
+        return out
+
+    out = {}
+    top = layers[readout]
+    du_above = np.zeros((steps, batch, top.geometry.n_out), bool)
+    running = np.zeros((batch, top.geometry.n_out), bool)
+    for t in reversed(range(steps)):
+        error = log[(t, top.name, "error")] != 0 if t >= start else False
+        running = error | (running if chained(top) else False)
+        du_above[t] = running
+    out[top.name] = [int(du_above[t].sum()) for t in range(steps)]
+    for i in range(readout - 1, lowest - 1, -1):
+        lp, above = layers[i], layers[i + 1]
+        n = lp.geometry.n_out
+        rec = dense_geometry(n, n) if lp.kind == "recurrent" else None
+        du = np.zeros((steps, batch, n), bool)
+        after = np.zeros((batch, n), bool)  # du[t+1]
+        for t in reversed(range(steps)):
+            do = reach(du_above[t], above.geometry, above.weight)
+            if rec is not None and t + 1 < steps:
+                do |= reach(after, rec, lp.rec_weight)
+            after = ((log[(t, lp.name, "psi")] != 0) & do) | (after if chained(lp) else False)
+            du[t] = after
+        out[lp.name] = [int(du[t].sum()) for t in range(steps)]
+        du_above = du
+    return out
 
 
 def _nz(a) -> int:
@@ -422,6 +505,9 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
                 series(name, "bias_causal")[t] = _nz(causal.reshape(batch, -1) * log[(t, name, "bias_trace")])
                 if noncausal is not None:
                     series(name, "bias_noncausal")[t] = _nz(noncausal)
+    if train:
+        for name, values in bptt_delta_series(params, log, batch, steps, start).items():
+            out[name]["bptt_delta"] = values
     run = {"mode": "stllr" if train else "inference", "batch": batch, "steps": steps,
            "window": steps - window_start(steps, params.window) if train else window_of(config, steps)}
     for name in RUN_FIELDS:

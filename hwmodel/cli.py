@@ -1,17 +1,21 @@
 """``hwmodel`` command line: cost S-TLLR, BPTT and inference on the integer datapath.
 
-    hwmodel estimate CONFIG [--hw HW.yaml] [--activity ACT.json] [--steps T]
+    hwmodel estimate [--net] CONFIG [--hw HW.yaml] [--activity ACT.json] [--steps T]
                      [--modes inference,stllr,bptt] [--json | --csv] [--out FILE]
                      [--plot FILE.png] [--detail] [--timing]
-    hwmodel compare  CONFIG [--hw ...] [--activity ...] [--steps T] [--ks 1,2,5,10]
-                     [--steps-list 10,20,50,100] [--json] [--out FILE]
-    hwmodel measure  CONFIG --out ACT.json [--batch B] [--steps T] [--checkpoint CKPT] [--inference]
+    hwmodel compare  [--net] CONFIG [--hw ...] [--activity ...] [--steps T] [--ks 1,2,5,10]
+                     [--steps-list 10,20,50,100] [--json | --csv] [--out FILE] [--plot FILE.png]
+    hwmodel measure  [--net] CONFIG --out ACT.json [--batch B] [--steps T] [--checkpoint CKPT]
+                     [--inference]
 
-Bad input prints one line naming the field or file to stderr and exits with code 2;
-every output is checked before any work, and nothing is half-written (files go through
-a temp file and a rename, all outputs of one command together). The estimate path
-imports neither torch nor the data loaders' heavy dependencies; ``measure`` runs the
-integer model (numba) on a float network (torch).
+The config is given positionally or as ``--net CONFIG`` (not both). Bad input prints one
+line naming the field or file to stderr and exits with code 2; every output is checked
+before any work, and nothing is half-written (files go through a temp file and a rename,
+all outputs of one command together). What the integer model would refuse but the cost
+model can still cost (an eta that quantizes to 0) is a warning on stderr, in the tables
+and in the JSON. Tables written to a file or a pipe are not wrapped. The estimate path
+imports neither torch nor numba; ``measure`` runs the integer model (numba) on a float
+network (torch).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from stllr.schema import MAX_STEPS
 MAX_LIST = 64
 #: Windows k swept by compare without --ks (those <= T).
 DEFAULT_KS = (1, 2, 5, 10)
+#: Console width for tables written to a file or a pipe: wide enough never to wrap them.
+WIDE = 1000
 
 
 # ------------------------------------------------------------------------------ flags
@@ -152,11 +158,12 @@ def _inputs(args):
 
 
 def _build(args, inputs, modes):
-    from hwmodel.activity import load_activity
     from hwmodel.estimate import build_layers, estimate
 
     activity = None
     if args.activity:
+        from hwmodel.activity import load_activity
+
         layers = build_layers(inputs.config, inputs.quant)
         activity = load_activity(args.activity, inputs, layers)
         if not activity.train and set(modes) != {"inference"}:
@@ -166,26 +173,53 @@ def _build(args, inputs, modes):
 
 
 def _rich_text(draw) -> str:
-    """What ``draw(console)`` prints, as text (for --out)."""
+    """What ``draw(console)`` prints, as text (for --out): full width, never wrapped."""
     from io import StringIO
 
     from rich.console import Console
 
     buffer = StringIO()
-    draw(Console(file=buffer, width=160))
-    return buffer.getvalue()
+    draw(Console(file=buffer, width=WIDE))
+    return _strip_right(buffer.getvalue())
+
+
+def _strip_right(text: str) -> str:
+    return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+def _show(draw) -> None:
+    """``draw(console)`` to stdout: a terminal gets its width and colours; a file or a pipe
+    gets the tables whole (no wrapping at 80 columns), as plain text."""
+    if sys.stdout.isatty():
+        from rich.console import Console
+
+        draw(Console())
+    else:
+        sys.stdout.write(_rich_text(draw))
+
+
+def _check_plot(path: str | None) -> None:
+    if path is not None and not path.lower().endswith(".png"):
+        raise InputError(f"--plot {path}: expected a .png file name")
+
+
+def _warn(warnings) -> None:
+    for warning in warnings:
+        print(f"hwmodel: warning: {warning}", file=sys.stderr)
 
 
 def _estimate(args) -> int:
+    entered = time.process_time()  # the interpreter and the imports so far (the CLI module)
     started = time.perf_counter()
-    import hwmodel.activity  # noqa: F401  (the imports the estimate needs, timed apart)
-    import stllr.config  # noqa: F401
+    import stllr.config  # noqa: F401  (the imports the estimate needs, timed apart)
     from hwmodel import report
+
+    if args.activity:
+        import hwmodel.activity  # noqa: F401
 
     imported = time.perf_counter()
     modes = _modes(args.modes)
-    if args.plot is not None and not args.plot.lower().endswith(".png"):
-        raise InputError(f"--plot {args.plot}: expected a .png file name")
+    _check_plot(args.plot)
     _check_outputs([("--out", args.out), ("--plot", args.plot)], [args.config, args.hw, args.activity])
     est = _build(args, _inputs(args), modes)
     computed = time.perf_counter()
@@ -194,22 +228,23 @@ def _estimate(args) -> int:
     elif args.csv:
         text = report.to_csv(est)
     elif args.out:
-        text = _rich_text(lambda console: report.render(est, console, detail=args.detail))
+        text = _rich_text(lambda console: report.render(est, console, detail=args.detail, warnings=True))
     else:
         text = None
     plot = [("--plot", args.plot, report.plot_png(est))] if args.plot else []
-    if text is None:  # the tables go straight to the terminal (colours, its width)
-        from rich.console import Console
-
+    if text is None:  # the tables go straight to stdout
         if plot:
             _write_outputs(plot)
-        report.render(est, Console(), detail=args.detail)
+        _show(lambda console: report.render(est, console, detail=args.detail, warnings=False))
     else:
         _emit(text, args.out, plot)
+    _warn(est.warnings)
     if args.timing:
         done = time.perf_counter()
-        print(f"hwmodel timing: imports {imported - started:.3f} s, estimate {computed - imported:.3f} s, "
-              f"render {done - computed:.3f} s", file=sys.stderr)
+        total = time.process_time()
+        print(f"hwmodel timing: start-up {entered:.3f} s CPU (interpreter and the CLI's imports), "
+              f"imports {imported - started:.3f} s, estimate {computed - imported:.3f} s, "
+              f"render {done - computed:.3f} s; process CPU time {total:.3f} s", file=sys.stderr)
     return 0
 
 
@@ -218,7 +253,8 @@ def _compare(args) -> int:
 
     ks = _int_list(args.ks, "--ks") if args.ks is not None else None
     steps_list = _int_list(args.steps_list, "--steps-list") if args.steps_list is not None else None
-    _check_outputs([("--out", args.out)], [args.config, args.hw, args.activity])
+    _check_plot(args.plot)
+    _check_outputs([("--out", args.out), ("--plot", args.plot)], [args.config, args.hw, args.activity])
     inputs = _inputs(args)
     shortest = min(steps_list or [inputs.steps])
     if ks is None:  # the default windows that fit every T
@@ -229,33 +265,43 @@ def _compare(args) -> int:
             raise InputError(f"--ks: k = {k} exceeds T = {shortest} {where}; the window is at most T")
     est = _build(args, inputs, ("inference", "stllr", "bptt"))
     rows = report.sweep(est, ks, steps_list or [est.activity.steps])
+    warnings = report.sweep_warnings(est, rows)
+    plot = [("--plot", args.plot, report.sweep_png(rows, f"BPTT / S-TLLR, {Path(est.inputs.source).name}"))] \
+        if args.plot else []
     if args.json:
-        payload = {"config": est.inputs.source, "ratios_bptt_over_stllr": report.ratios(est),
+        payload = {"config": est.inputs.source, "setup": {"steps": est.setup.steps, "window": est.setup.window,
+                                                          "batch": est.setup.batch},
+                   "activity": est.activity.source, "warnings": warnings,
+                   "ratios_bptt_over_stllr": report.ratios(est),
                    "summary": {m: report.mode_summary(est, m) for m in est.results}, "sweep": rows}
-        _emit(report.to_json(payload), args.out)
+        _emit(report.to_json(payload), args.out, plot)
+        _warn(warnings)
+        return 0
+    if args.csv:
+        _emit(report.sweep_csv(rows), args.out, plot)
+        _warn(warnings)
         return 0
 
-    def draw(console) -> None:
+    def draw(console, with_warnings: bool) -> None:
         from rich.markup import escape
-        from rich.table import Table
 
         console.print(f"[bold]hwmodel compare[/bold] {escape(est.inputs.source)}: "
                       f"{escape(report.network_line(est))}")
-        rat = report.ratios(est)
-        table = Table(title="BPTT / S-TLLR at the configured T and k (> 1: S-TLLR needs less)")
-        for column in ("state memory", "state + grad acc", "total memory", "MACs", "MACs dense", "energy"):
-            table.add_column(column, justify="right")
-        table.add_row(*(report.ratio_str(rat[k]) for k in ("state_memory", "learning_memory", "total_memory",
-                                                             "macs", "macs_dense", "energy")))
-        console.print(table)
+        console.print("AC = synaptic accumulate (syn_add), MUL = multiply, MAC = multiply-accumulate; "
+                      "memory in KiB (1024 bytes)", markup=False)
+        if with_warnings:  # a file stands alone; otherwise they go to stderr
+            report.render_warnings(warnings, console)
+        console.print(report.ratio_table(report.ratios(est), "BPTT / S-TLLR at the configured T and k "
+                                                             "(> 1: S-TLLR needs less)"))
         report.render_sweep(rows, console)
 
     if args.out:
-        _emit(_rich_text(draw), args.out)
+        _emit(_rich_text(lambda console: draw(console, True)), args.out, plot)
     else:
-        from rich.console import Console
-
-        draw(Console())
+        if plot:
+            _write_outputs(plot)
+        _show(lambda console: draw(console, False))
+    _warn(warnings)
     return 0
 
 
@@ -343,9 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="hwmodel", description="Hardware cost of S-TLLR vs BPTT vs inference")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    def config_argument(sub):
+        sub.add_argument("config", nargs="?", help="YAML model file (network, learning, train, data, quant; "
+                                                   "optional hardware: and activity: sections)")
+        sub.add_argument("--net", metavar="CONFIG", help="the model file (instead of the positional CONFIG)")
+
     def common(sub):
-        sub.add_argument("config", help="YAML model file (network, learning, train, data, quant; "
-                                        "optional hardware: and activity: sections)")
+        config_argument(sub)
         sub.add_argument("--hw", help="YAML file with a top-level hardware: section (overrides the model file's)")
         sub.add_argument("--activity", help="activity JSON measured by the integer model (hwmodel measure)")
         sub.add_argument("--steps", type=_bounded(1, MAX_STEPS), help="T (overrides data.num_steps)")
@@ -364,12 +414,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     cmp_ = commands.add_parser("compare", help="S-TLLR vs BPTT ratios and a sweep over k and T")
     common(cmp_)
+    cmp_.add_argument("--csv", action="store_true", help="CSV output: one row per (T, k) of the sweep")
     cmp_.add_argument("--ks", help="windows k to sweep, each <= every T (default: those of 1,2,5,10 <= T)")
     cmp_.add_argument("--steps-list", help="T values to sweep (default: the configured T)")
+    cmp_.add_argument("--plot", help="PNG: the sweep's ratios vs k per T, and state memory vs T")
     cmp_.set_defaults(handler=_compare)
 
     meas = commands.add_parser("measure", help="run the integer model on the config's data; write activity JSON")
-    meas.add_argument("config")
+    config_argument(meas)
     meas.add_argument("--out", required=True, help="activity JSON to write")
     meas.add_argument("--batch", type=_bounded(1, MAX_BATCH), help="samples (default train.batch_size)")
     meas.add_argument("--steps", type=_bounded(1, MAX_STEPS), help="T (overrides data.num_steps)")
@@ -384,6 +436,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "json", False) and getattr(args, "csv", False):
         print("hwmodel: error: --json and --csv: choose one", file=sys.stderr)
+        return 2
+    if args.net is not None and args.config is not None:
+        print(f"hwmodel {args.command}: error: the config is given twice ({args.config} and --net {args.net}): "
+              "give it once", file=sys.stderr)
+        return 2
+    args.config = args.config if args.config is not None else args.net
+    if args.config is None:
+        print(f"hwmodel {args.command}: error: no config: give CONFIG or --net CONFIG", file=sys.stderr)
         return 2
     try:
         return args.handler(args)

@@ -16,14 +16,15 @@ A model file is a normal config (network / learning / train / data / quant, vali
       memories:                  # name -> kind (sram | dram | registers), size, port width
         sram_weights: {kind: sram}               # size_kb: null = sized to its contents
         sram_state:   {kind: sram, size_kb: 256, word_bits: 64, ports: 1}
-      placement:                 # tensor name -> memory; 'default' for the rest
-        weight: sram_weights
+      placement:                 # tensor name -> memory; 'default' for the rest;
+        weight: sram_weights     # 'layerN.tensor' places one layer's tensor (wins over 'tensor')
+        layer0.weight: dram
         default: sram_state
 
     activity:                    # optional expected activity (rates mode); --activity FILE
       input: 0.1                 # fraction of non-zero first-layer inputs per step
       default: {output: 0.1}     # per-layer defaults
-      layers: {0: {output: 0.05, psi: 0.8}}
+      layers: {0: {output: 0.05, psi: 0.8, delta: 0.5}}
 
 ``hardware.energy`` given in a file replaces the default table as a whole: every compute
 kind the estimate needs must be there (a missing one is an error naming it).
@@ -31,6 +32,7 @@ kind the estimate needs must be there (a missing one is an error naming it).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Callable, Literal
@@ -140,21 +142,26 @@ class Memory(_Strict):
 DEFAULT_MEMORIES = {
     "registers": {"kind": "registers"},
     "sram_weights": {"kind": "sram"},
+    "sram_updates": {"kind": "sram"},
+    "sram_feedback": {"kind": "sram"},
     "sram_state": {"kind": "sram"},
     "sram_activations": {"kind": "sram"},
     "dram": {"kind": "dram"},
 }
 
 #: Where each stored tensor lives by default (tensor names of fixedpoint's counters,
-#: plus the parameters and BPTT's per-step activations).
+#: plus the parameters and BPTT's per-step activations). The weight bank holds the same
+#: tensors in every mode (weights and biases only), so a weight read costs the same in
+#: training as in inference; the update accumulators and the DFA matrices, which only
+#: training needs, have banks of their own.
 DEFAULT_PLACEMENT = {
     "weight": "sram_weights",
     "rec_weight": "sram_weights",
     "bias": "sram_weights",
-    "feedback": "sram_weights",
-    "update": "sram_weights",
-    "rec_update": "sram_weights",
-    "bias_update": "sram_weights",
+    "feedback": "sram_feedback",
+    "update": "sram_updates",
+    "rec_update": "sram_updates",
+    "bias_update": "sram_updates",
     "psi_lut": "registers",
     "membrane": "sram_state",
     "prev_spikes": "sram_state",
@@ -184,11 +191,14 @@ class HardwareConfig(_Strict):
 
     @model_validator(mode="after")
     def _check_placement(self) -> "HardwareConfig":
-        for tensor, memory in self.placement.items():
-            if tensor not in DEFAULT_PLACEMENT:  # a typo would leave the tensor in the default memory
-                raise ValueError(f"placement.{tensor}: unknown tensor (known: {', '.join(DEFAULT_PLACEMENT)})")
+        for key, memory in self.placement.items():
+            layer, tensor = split_placement_key(key)
+            if tensor not in DEFAULT_PLACEMENT or (layer is not None and tensor == "default"):
+                # a typo would leave the tensor in the default memory
+                raise ValueError(f"placement.{key}: unknown tensor (known: {', '.join(DEFAULT_PLACEMENT)}; "
+                                 "one layer's tensor: layerN.<tensor>)")
             if memory not in self.memories:
-                raise ValueError(f"placement.{tensor}: unknown memory {memory!r} "
+                raise ValueError(f"placement.{key}: unknown memory {memory!r} "
                                  f"(memories: {', '.join(sorted(self.memories))})")
         if "default" not in self.placement:
             unplaced = [t for t in DEFAULT_PLACEMENT if t != "default" and t not in self.placement]
@@ -196,11 +206,26 @@ class HardwareConfig(_Strict):
                 raise ValueError(f"placement.{unplaced[0]}: no memory for this tensor (name it or add a default)")
         return self
 
-    def memory_of(self, tensor: str) -> str:
-        name = self.placement.get(tensor, self.placement.get("default"))
+    def memory_of(self, tensor: str, layer: str | None = None) -> str:
+        """The memory holding ``tensor`` (of ``layer``): 'layerN.tensor', else 'tensor', else 'default'."""
+        name = self.placement.get(f"{layer}.{tensor}") if layer is not None else None
+        if name is None:
+            name = self.placement.get(tensor, self.placement.get("default"))
         if name is None:
             raise InputError(f"hardware.placement.{tensor}: no memory for this tensor (name it or add a default)")
         return name
+
+    def placed_layers(self) -> list[int]:
+        """Layer indices named by per-layer placement keys."""
+        return sorted({layer for layer, _ in map(split_placement_key, self.placement) if layer is not None})
+
+
+def split_placement_key(key: str) -> tuple[int | None, str]:
+    """'layer3.weight' -> (3, 'weight'); 'weight' -> (None, 'weight')."""
+    match = re.fullmatch(r"layer([0-9]{1,6})\.(.+)", key)
+    if match:
+        return int(match.group(1)), match.group(2)
+    return None, key
 
 
 # ---------------------------------------------------------------------------- activity
@@ -210,13 +235,16 @@ class LayerActivity(_Strict):
     """Expected activity of one layer (fractions of elements that are non-zero per step).
 
     output: spike rate of a spiking layer (its next layer's input rate);
-    psi: non-zero Psi; signal: non-zero learning signal L (S-TLLR) and delta (BPTT);
+    psi: non-zero Psi (both rules: S-TLLR's eligibility, BPTT's surrogate);
+    signal: non-zero learning signal L (S-TLLR, window steps);
+    delta: non-zero BPTT membrane gradient du[t] (all T steps; unset: as ``signal``);
     pre_trace / post_trace: non-zero traces.
     """
 
     output: Rate | None = None
     psi: Rate | None = None
     signal: Rate | None = None
+    delta: Rate | None = None
     pre_trace: Rate | None = None
     post_trace: Rate | None = None
 
@@ -235,11 +263,14 @@ class ActivityRates(_Strict):
         return per_layer_mapping(value)
 
     def layer(self, index: int) -> dict[str, float]:
-        """Effective rates of layer ``index``: layer entry, then default, then built-in."""
+        """Effective rates of layer ``index``: layer entry, then default, then built-in
+        (``delta`` unset: the layer's ``signal``)."""
         out = dict(DEFAULT_LAYER_ACTIVITY)
         for source in (self.default, self.layers.get(index)):
             if source is not None:
                 out.update({k: v for k, v in source.model_dump().items() if v is not None})
+        if out.get("delta") is None:
+            out["delta"] = out["signal"]
         return out
 
 
@@ -332,6 +363,11 @@ def load_inputs(path: str | Path, hw_path: str | Path | None = None, steps: int 
     rates = parse_activity_rates(rates_data, source)
     quant = config.quant or QuantConfig()
     check_layer_indices(config.network, quant)
+    for index in hardware.placed_layers():
+        if index >= len(config.network.layers):
+            key = next(k for k in hardware.placement if split_placement_key(k)[0] == index)
+            raise InputError(f"{source_hw}: hardware.placement.{key}: no such layer "
+                             f"(network has {len(config.network.layers)})")
     if rates is not None:
         for index in rates.layers:
             if not 0 <= index < len(config.network.layers):

@@ -8,7 +8,8 @@ model counts in) and reported per sample (/ B) and per step (/ B T):
                  last k steps the learning signal, eligibility and accumulation, then the
                  weight write (once per batch, or every window step when ``update: online``);
 * ``bptt``       backpropagation through time with a detached reset, costed with the same
-                 formats and the same event-driven conventions (see :func:`bptt_counts`).
+                 formats, the same event-driven conventions and the same activity (the
+                 measured Psi; see :func:`bptt_counts`).
 
 Operations use exactly the taxonomy of :mod:`fixedpoint.counters`: ``OpKey(layer, phase,
 kind, width, tensor)``. Every count is a structural factor (fan-out, sizes, steps, a
@@ -34,6 +35,10 @@ from stllr.errors import InputError
 MODES = ("inference", "stllr", "bptt")
 COMPUTE_KINDS = tuple(k for k in KINDS if k not in ("read", "write"))
 MAC_KINDS = ("mac", "mul", "syn_add")  # every multiply or synaptic accumulate
+#: The multiply-class operations, apart and summed: synaptic accumulates (a weight added
+#: into a current: ``syn_add``), multiplies (``mul``), multiply-accumulates (``mac``).
+OP_CLASSES = {"ac": ("syn_add",), "mul": ("mul",), "mac": ("mac",), "ac_mul_mac": MAC_KINDS}
+OP_CLASS_NAMES = {"ac": "AC", "mul": "MUL", "mac": "MAC", "ac_mul_mac": "AC+MUL+MAC"}
 PARAM_TENSORS = ("weight", "rec_weight", "bias", "feedback", "psi_lut")
 GRADIENT_TENSORS = ("update", "rec_update", "bias_update")
 
@@ -133,21 +138,60 @@ class Setup:
     bias_update: str  # reference | exact
     learners: tuple[int, ...]
     etas: dict[int, int]  # eta code per learning layer (learning_rate format)
+    warnings: tuple[str, ...] = ()  # e.g. an eta that quantizes to 0 (costed anyway)
 
     @property
     def start(self) -> int:
         return self.steps - self.window
 
 
-def eta_codes(layers: list[LayerInfo], config, batch: int, window: int, learners) -> dict[int, int]:
+def eta_codes(layers: list[LayerInfo], config, batch: int, window: int, learners) -> tuple[dict[int, int], list[str]]:
     """eta code per learning layer: lr / (B k) (lr for sDFA hidden layers), nearest_even into
-    quant.learning_rate -- the value the integer model's weight write multiplies by."""
+    quant.learning_rate -- the value the integer model's weight write multiplies by.
+
+    An eta the format cannot hold (it quantizes to 0, or saturates) would make the integer
+    model refuse the run; the cost model warns, naming the fix, and costs the write with the
+    eta the fix gives (the same value in a format with enough fraction bits)."""
     readout = len(layers) - 1
-    out = {}
+    out, warnings = {}, []
     for i in learners:
         unscaled = config.learning.learning_signal == "sdfa" and i != readout
-        out[i] = eta_code(layers[i].fmts.learning_rate, config.train.lr, batch, window, unscaled)
-    return out
+        fmt = layers[i].fmts.learning_rate
+        try:
+            out[i] = eta_code(fmt, config.train.lr, batch, window, unscaled)
+        except InputError:
+            if not config.train.lr > 0:
+                raise
+            out[i], warning = _eta_fallback(fmt, config.train.lr, batch, window, unscaled)
+            if warning not in warnings:
+                warnings.append(warning)
+    return out, warnings
+
+
+def _eta_fallback(fmt, lr: float, batch: int, window: int, unscaled: bool) -> tuple[int, str]:
+    """(code, warning) for an eta that ``fmt`` cannot hold: the code of the same value in a
+    format of the same width whose top bit is used, and a warning naming the fix."""
+    value = lr if unscaled else lr / (batch * window)
+    what = "train.lr" if unscaled else "train.lr / (batch * window)"
+    where = f"(B = {batch}, k = {window})" if not unscaled else "(sDFA hidden layer)"
+    magnitude = math.floor(math.log2(value))
+    value_bits = fmt.bits - (1 if fmt.signed else 0)
+    frac = max(0, value_bits - 1 - magnitude)  # the value's top bit in the format's top bit
+    good = f"{'s' if fmt.signed else 'u'}{fmt.bits}.{frac}"
+    code = max(1, round(value * 2.0 ** frac))
+    if value * 2.0 ** fmt.frac <= 0.5:  # rounds to 0 (ties to even)
+        least = math.floor(math.log2(0.5 / value)) + 1
+        scale = 1.0 if unscaled else batch * window
+        lowest_lr = 0.5 * 2.0 ** -fmt.frac * scale
+        warning = (f"{what} = {value:.3g} quantizes to 0 in quant.learning_rate {fmt.describe_short()} {where}: "
+                   f"the integer model would refuse this run; give quant.learning_rate at least {least} "
+                   f"fraction bits (e.g. {good}) or raise train.lr above {lowest_lr:.3g}; "
+                   f"the weight write is costed with eta in {good}")
+    else:
+        warning = (f"{what} = {value:.3g} does not fit quant.learning_rate {fmt.describe_short()} {where}: "
+                   f"the integer model would refuse this run; give quant.learning_rate fewer fraction bits "
+                   f"(e.g. {good}) or lower train.lr; the weight write is costed with eta in {good}")
+    return code, warning
 
 
 def make_setup(layers: list[LayerInfo], config, steps: int, batch: int | None = None,
@@ -157,9 +201,9 @@ def make_setup(layers: list[LayerInfo], config, steps: int, batch: int | None = 
     batch = batch or config.train.batch_size
     window = window_of(config, steps)
     learners = (len(layers) - 1,) if learning.rule == "readout_only" else tuple(range(len(layers)))
-    etas = eta_codes(layers, config, batch, window, learners) if learning_modes else {}
+    etas, warnings = eta_codes(layers, config, batch, window, learners) if learning_modes else ({}, [])
     return Setup(batch, steps, window, learning.learning_signal, learning.update, learning.bias_update, learners,
-                 etas)
+                 etas, tuple(warnings))
 
 
 # -------------------------------------------------------------------------- activity
@@ -179,7 +223,9 @@ class Activity:
     """Totals of the activity quantities per layer for one batch (B samples, T steps).
 
     ``measured``: exact counts from the integer model (ints); otherwise expected values.
-    ``delta``: density of non-zero BPTT deltas per layer (not measurable on the S-TLLR model).
+    ``delta``: density of non-zero BPTT membrane gradients du per layer over all T steps
+    (measured files: propagated from the run's Psi and errors, see
+    :func:`hwmodel.activity.bptt_delta_series`; rates: ``delta``, else ``signal``).
     ``per_step``: optional per-step series (measured files), quantity -> list of T values.
     """
 
@@ -195,9 +241,14 @@ class Activity:
     per_step: list[dict[str, list[int]]] | None = None
     source: str = "rates"
     overflow_events: int | None = None  # saturate/wrap events of the measured run (None: not recorded)
+    delta_source: str = "rates"  # where ``delta`` comes from: measured | rates
 
     def get(self, index: int, name: str) -> float:
         return self.totals[index].get(name, 0)
+
+    def psi_density(self, index: int, n_out: int) -> float:
+        """Fraction of (sample, neuron, step) with Psi != 0 over all T steps (training runs)."""
+        return self.get(index, "psi") / (self.batch * n_out * self.steps) if n_out else 0.0
 
 
 def expected_activity(layers: list[LayerInfo], rates, setup: Setup, train: bool = True) -> Activity:
@@ -216,6 +267,10 @@ def expected_activity(layers: list[LayerInfo], rates, setup: Setup, train: bool 
         a, r_in, r_out = per_layer[i], in_rate[i], out_rate[i]
         psi = a["psi"] if ly.spiking else 0.0
         sig, q_dens, p_dens = a["signal"], a["pre_trace"], a["post_trace"]
+        if ly.const.lambda_pre == 0:  # no memory: the pre-trace is the input itself
+            q_dens = r_in
+        if ly.spiking and ly.const.lambda_post == 0:  # the post-trace is the previous step's Psi
+            p_dens = psi
         t = {"events": B * r_in * ly.pairs * T, "spikes": B * r_out * ly.n_out * T}
         if ly.recurrent:
             t["rec_events"] = B * r_out * ly.n_out * (T - 1)
@@ -247,7 +302,10 @@ def expected_activity(layers: list[LayerInfo], rates, setup: Setup, train: bool 
             t["bias_causal"] = B * c * ly.n_out * k
             t["bias_noncausal"] = B * n * ly.n_out * k_prev
         totals.append(t)
-    return Activity(B, T, k, train, False, totals, [per_layer[i]["signal"] for i in range(len(layers))],
+    delta = [per_layer[i]["delta"] for i in range(len(layers))]
+    if layers[readout].const.beta == 0 and layers[readout].fmts.leak_mode != "shift":
+        delta[readout] *= k / T  # no leak: the readout's BPTT delta is its error, in the window steps only
+    return Activity(B, T, k, train, False, totals, delta,
                     in_rate, out_rate, source="rates")
 
 
@@ -328,7 +386,8 @@ def stllr_counts(layers: list[LayerInfo], act: Activity, setup: Setup, weight_wr
 
 
 def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
-    """BPTT with a detached reset, in the same formats and the same event-driven convention.
+    """BPTT with a detached reset, in the same formats, the same event-driven convention and
+    the same activity as S-TLLR.
 
     Forward (T steps): the inference forward, plus storing, per step, the layer input
     (``bptt_input``, input format), the membrane u (``bptt_membrane``) and the spikes
@@ -336,19 +395,29 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
     Backward (all T steps, t = T..1: the loss of the last k steps reaches every earlier
     step through the leak), phase ``learning_signal``:
       readout   dy[t] = e[t] + beta dy[t+1]          (e: one subtract per window step)
-      hidden    do[t] = W^{l+1 T} du^{l+1}[t] (+ W_rec^T du[t+1])   transposed-weight MACs
+      hidden    do[t] = W^{l+1 T} du^{l+1}[t] (+ W_rec^T du[t+1])   transposed-weight MACs,
+                        only for neurons whose psi[t] != 0 (do is only used times psi)
                 psi[t] = Psi(u[t] - theta) from the stored u       surrogate (as S-TLLR's)
                 du[t] = psi[t] do[t] + beta du[t+1]                temporal backward
       (``bptt_grad``: the du[t+1] register per neuron, read and written every step).
     Weight gradient (phase ``accumulate``, all T steps): dW += du[t] x[t]^T as one MAC per
-    non-zero input operand and output (the forward's events x outputs), one accumulator
-    add per synapse touched in the step; db += du[t]. Then the weight write (once per batch).
-    The deltas' density is ``activity`` ``signal`` (default 1: dense).
+    non-zero input operand and non-zero du (the forward's events x outputs x du density),
+    one accumulator add per synapse touched in the step; db += du[t]. Then the weight write
+    (once per batch).
+
+    Activity, the same as S-TLLR's: Psi's density per layer (``psi`` over all T steps; the
+    measured one with a measured activity) masks the W^T pass and counts the ``psi do``
+    multiplies; ``act.delta`` is the density of non-zero du over all T steps (measured:
+    du[t] is non-zero from the last step where psi do != 0 back to the first step, through
+    the leak; rates: ``delta``, else ``signal``).
     Memory accesses follow the integer model's convention: the operand that differs per
     synapse is read once per operation (weights in W^T g as in BP; the stored input per
     weight-gradient MAC, as S-TLLR reads the pre-trace per causal MAC); per-neuron factors
     (du, Psi) sit in registers.
     """
+    if not act.train:
+        raise InputError("activity: measured without training (run.mode inference); BPTT is costed with a "
+                         "training run's activity (or use --modes inference)")
     B, T, k = setup.batch, setup.steps, setup.window
     tally = inference_counts(layers, act, setup)
     readout = len(layers) - 1
@@ -372,19 +441,19 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
         above, f, name, i = layers[ly.index + 1], ly.fmts, ly.name, ly.index
         fl = f.learning_signal
         g_fmt = fe if above.index == readout else above.fmts.learning_signal
-        density = act.delta[above.index]
-        macs = B * T * density * above.channels * above.pairs
+        psi = act.psi_density(i, ly.n_out)  # do[t] is needed where psi[t] != 0 only
+        macs = B * T * act.delta[above.index] * psi * above.channels * above.pairs
         tally.add(name, "learning_signal", "mac", f"{above.fmts.weight.bits}x{g_fmt.bits}", macs)
         tally.add(name, "learning_signal", "read", above.fmts.weight.bits, macs, "weight")
         n = B * ly.n_out * T
         if ly.recurrent:
-            rec = B * (T - 1) * act.delta[i] * ly.n_out * ly.n_out
+            rec = B * (T - 1) * act.delta[i] * psi * ly.n_out * ly.n_out
             tally.add(name, "learning_signal", "mac", f"{f.weight.bits}x{fl.bits}", rec)
             tally.add(name, "learning_signal", "read", f.weight.bits, rec, "rec_weight")
         tally.add(name, "learning_signal", "read", f.membrane.bits, n, "bptt_membrane")
         tally.add_ops(name, spec.psi_ops(layer_shape(ly), "learning_signal", "neurons", "psi_support"),
                       {"neurons": n, "psi_support": n})
-        tally.add(name, "learning_signal", "mul", f"{fl.bits}x{f.psi.bits}", n * act.delta[i])
+        tally.add(name, "learning_signal", "mul", f"{fl.bits}x{f.psi.bits}", act.get(i, "psi"))  # psi do
         tally.const(name, "learning_signal", ly.const.beta, f.leak, fl, n)
         tally.add(name, "learning_signal", "add", fl.bits, n)
         tally.add(name, "learning_signal", "read", fl.bits, n, "bptt_grad")
@@ -590,8 +659,13 @@ class ModeResult:
         return sum(n for key, n in self.counts.items() if (kinds is None or key.kind in kinds)
                    and (layer is None or key.layer == layer) and (phase is None or key.phase == phase)) / self.batch
 
+    def class_per_sample(self, op_class: str) -> float:
+        """Operations of one class of :data:`OP_CLASSES` (ac, mul, mac, ac_mul_mac) per sample."""
+        return self.ops_per_sample(OP_CLASSES[op_class])
+
     @property
-    def macs_per_sample(self) -> float:
+    def ac_mul_mac_per_sample(self) -> float:
+        """Synaptic accumulates + multiplies + multiply-accumulates per sample."""
         return self.ops_per_sample(MAC_KINDS)
 
     @property
@@ -649,14 +723,15 @@ class ModeResult:
         return self.cycles / self.batch / (self.clock_mhz * 1e6)
 
     def per_layer(self) -> dict[str, dict[str, float]]:
-        """Per-sample ops, MACs, energy and memory bits of each layer."""
+        """Per-sample ops (all, and ac / mul / mac / ac_mul_mac), energy and memory bits of each layer."""
         rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         for key, n in self.counts.items():
             row = rows[key.layer]
             if key.kind in COMPUTE_KINDS:
                 row["ops"] += n / self.batch
-            if key.kind in MAC_KINDS:
-                row["macs"] += n / self.batch
+            for op_class, kinds in OP_CLASSES.items():
+                if key.kind in kinds:
+                    row[op_class] += n / self.batch
         for key, e in self.compute_pj.items():
             rows[key.layer]["compute_pj"] += e / self.batch
         for key, e in self.memory_pj.items():
@@ -683,7 +758,7 @@ class ModeResult:
                 continue
             row = rows.setdefault((key.layer, key.tensor, key.kind), {
                 "layer": key.layer, "tensor": key.tensor, "access": key.kind, "elements": 0.0, "bits": 0.0,
-                "memory": self.banks_of.get(key.tensor, "")})
+                "memory": self.banks_of.get((key.layer, key.tensor), "")})
             row["elements"] += n / self.batch
             row["bits"] += n * int(key.width) / self.batch
         out = []
@@ -693,7 +768,7 @@ class ModeResult:
             out.append(row)
         return out
 
-    banks_of: dict[str, str] = field(default_factory=dict)
+    banks_of: dict[tuple[str, str], str] = field(default_factory=dict)  # (layer, tensor) -> memory
 
 
 def cost_mode(mode: str, layers: list[LayerInfo], tally: Tally, setup: Setup, hw: HardwareConfig,
@@ -704,12 +779,12 @@ def cost_mode(mode: str, layers: list[LayerInfo], tally: Tally, setup: Setup, hw
     placed = []
     contents: dict[str, int] = defaultdict(int)
     for t in memory:
-        name = hw.memory_of(t.tensor)
+        name = hw.memory_of(t.tensor, t.layer)
         placed.append(TensorMemory(t.layer, t.tensor, t.elements, t.bits_per_element, t.per_step, name))
         contents[name] += t.bits
     counts = dict(tally.counts)
-    tensors = {key.tensor for key in counts if key.kind in ("read", "write")}
-    banks_of = {tensor: hw.memory_of(tensor) for tensor in tensors}
+    tensors = {(key.layer, key.tensor) for key in counts if key.kind in ("read", "write")}
+    banks_of = {(layer, tensor): hw.memory_of(tensor, layer) for layer, tensor in tensors}
     banks = {}
     for name, m in hw.memories.items():
         size = m.size_kb * 8192 if m.size_kb is not None else None
@@ -717,7 +792,7 @@ def cost_mode(mode: str, layers: list[LayerInfo], tally: Tally, setup: Setup, hw
     compute_pj, memory_pj = {}, {}
     for key, n in counts.items():
         if key.kind in ("read", "write"):
-            bank = banks[banks_of[key.tensor]]
+            bank = banks[banks_of[(key.layer, key.tensor)]]
             bits = n * int(key.width)
             bank.accessed_bits += bits
             memory_pj[key] = bits * bank.pj_per_bit
@@ -758,11 +833,26 @@ class Estimate:
     layers: list[LayerInfo]
     activity: Activity
     results: dict[str, ModeResult]
-    dense_macs: dict[str, float]  # per sample, every operand non-zero
+    dense: dict[str, dict[str, float]]  # mode -> op class -> per sample, every operand non-zero
 
     def ratio(self, metric: str, a: str = "bptt", b: str = "stllr") -> float:
         x, y = getattr(self.results[a], metric), getattr(self.results[b], metric)
         return x / y if y else math.inf
+
+    @property
+    def setup(self) -> Setup:
+        return next(iter(self.results.values())).setup
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """What the integer model would refuse but the estimate costs anyway (an eta that
+        quantizes to 0), and an activity file without BPTT deltas."""
+        out = list(self.setup.warnings)
+        if self.activity.measured and self.activity.delta_source != "measured" and "bptt" in self.results:
+            out.append(f"{self.activity.source}: no BPTT deltas in this activity file (written before "
+                       "bptt_delta was measured): BPTT is costed with the rates' delta density "
+                       f"({', '.join(f'{d:g}' for d in self.activity.delta)}); measure again for the measured one")
+        return tuple(out)
 
 
 def estimate(inputs: ModelInputs, activity=None, modes=MODES, batch: int | None = None) -> Estimate:
@@ -780,6 +870,90 @@ def estimate(inputs: ModelInputs, activity=None, modes=MODES, batch: int | None 
     for mode in modes:
         tally = mode_counts(mode, layers, activity, setup)
         results[mode] = cost_mode(mode, layers, tally, setup, inputs.hardware, energy)
-        dense_tally = mode_counts(mode, layers, dense_act, setup)
-        dense[mode] = sum(dense_tally.get(kind=kind) for kind in MAC_KINDS) / setup.batch
+        dense_counts = mode_counts(mode, layers, dense_act, setup).counts
+        dense[mode] = {op_class: sum(n for key, n in dense_counts.items() if key.kind in kinds) / setup.batch
+                       for op_class, kinds in OP_CLASSES.items()}
     return Estimate(inputs, layers, activity, results, dense)
+
+
+# ------------------------------------------------------------------ other (T, k) points
+
+
+def truncated_activity(act: Activity, window: int) -> Activity:
+    """A measured activity of window K seen as one of window k <= K at the same T: the
+    learning quantities of the last k steps only. Exact for ``update: batch`` (the weights
+    do not change within the batch, so steps T-k..T-1 learn the same in either run)."""
+    if not act.measured or act.per_step is None or window > act.window:
+        raise ValueError("truncation needs a measured activity with a window >= k")
+    start = act.steps - window
+    totals = []
+    for t, series in zip(act.totals, act.per_step):
+        new = dict(t)
+        for q in LEARN_QUANTITIES:
+            if q in series:
+                new[q] = sum(series[q][start:])
+        totals.append(new)
+    per_step = [{q: (v if q not in LEARN_QUANTITIES else [0] * start + v[start:]) for q, v in s.items()}
+                for s in act.per_step]
+    return Activity(act.batch, act.steps, window, act.train, True, totals, list(act.delta), list(act.input_rates),
+                    list(act.output_rates), per_step, act.source, act.overflow_events, act.delta_source)
+
+
+def rates_of(act: Activity, layers: list[LayerInfo]):
+    """ActivityRates with every density of a measured activity (input and spike rates, Psi,
+    learning signal, BPTT delta, pre- and post-trace), for costing it at another T or k.
+    The trace densities are read back from the pair counts (the inverse of
+    :func:`expected_activity`'s formulas)."""
+    from hwmodel.config import ActivityRates, LayerActivity
+
+    B, T, k = act.batch, act.steps, act.window
+    k_prev = k - (1 if k == T else 0)
+
+    def clamp(x: float) -> float:
+        return min(1.0, max(0.0, x))
+
+    per_layer = {}
+    for i, ly in enumerate(layers):
+        entry = {"delta": clamp(act.delta[i])}
+        if ly.spiking:
+            entry["output"] = clamp(act.output_rates[i])
+        if act.train:
+            if ly.spiking:
+                entry["psi"] = clamp(act.psi_density(i, ly.n_out))
+            signal = act.get(i, "signal")
+            if signal:
+                entry["signal"] = clamp(signal / (B * ly.n_out * k))
+                causal = act.get(i, "causal_mod") if ly.spiking else signal
+                if causal and ly.pairs:
+                    entry["pre_trace"] = clamp(act.get(i, "causal_pairs") * ly.positions / (causal * ly.pairs))
+                noncausal = act.get(i, "noncausal_mod")
+                if noncausal and k_prev:
+                    entry["post_trace"] = clamp(noncausal / (signal * k_prev / k))
+        per_layer[i] = LayerActivity(**entry)
+    return ActivityRates(input=clamp(act.input_rates[0]), layers=per_layer)
+
+
+def estimate_at(est: Estimate, steps: int, window: int, modes=("stllr", "bptt")) -> tuple[Estimate, str]:
+    """``est`` costed at another (T, k), and where its activity comes from.
+
+    The configured (T, k) is ``est`` itself, so a sweep row there and the estimate agree.
+    A measured activity is used as measured at its own (T, k); at the same T with a smaller
+    k (``update: batch``) it is truncated to the last k window steps (exact for S-TLLR);
+    elsewhere its densities (:func:`rates_of`) are used as rates. Rates stay rates."""
+    act = est.activity
+    if steps == act.steps and window == act.window:
+        return est, "measured" if act.measured else "rates"
+    inputs = est.inputs
+    config = inputs.config.model_copy(update={"learning": inputs.config.learning.model_copy(
+        update={"window": window})})
+    at = ModelInputs(config, inputs.quant, inputs.hardware, inputs.rates, steps, inputs.source,
+                     inputs.hardware_source)
+    if not act.measured:
+        return estimate(at, None, modes), "rates"
+    if steps == act.steps and window < act.window and config.learning.update == "batch":
+        return estimate(at, truncated_activity(act, window), modes), "measured, last k steps"
+    setup = make_setup(est.layers, config, steps, act.batch)
+    derived = expected_activity(est.layers, rates_of(act, est.layers), setup)
+    derived.source = f"rates from {act.source}"
+    derived.delta_source = act.delta_source
+    return estimate(at, derived, modes), "rates from measured"

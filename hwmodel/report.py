@@ -1,7 +1,11 @@
-"""Rendering an :class:`~hwmodel.estimate.Estimate`: rich tables, JSON, CSV and a plot.
+"""Rendering an :class:`~hwmodel.estimate.Estimate`: rich tables, JSON, CSV and plots.
 
 Everything shown is per sample (batch totals / B) unless a column says "per step"
-(per sample / T). Energies in pJ (nJ / uJ in the tables), memories in bits (KiB shown).
+(per sample / T). Units, one convention everywhere: energies in J with SI prefixes
+(pJ, nJ, uJ); memory sizes in binary units, B / KiB / MiB / GiB (1 KiB = 1024 bytes = 8192
+bits, the unit of ``size_kb`` and of the SRAM anchors); JSON and CSV carry bits and pJ.
+Operations are split by class: AC (synaptic accumulate, ``syn_add``), MUL (``mul``),
+MAC (``mac``) and their sum AC+MUL+MAC.
 """
 
 from __future__ import annotations
@@ -12,18 +16,23 @@ import math
 from dataclasses import replace
 
 from hwmodel.estimate import (
-    MAC_KINDS,
-    EnergyModel,
+    OP_CLASS_NAMES,
+    OP_CLASSES,
     Estimate,
-    cost_mode,
-    dense_activity,
-    expected_activity,
-    make_setup,
+    estimate_at,
+    layer_shape,
     memory_tensors,
-    mode_counts,
+    structural,
 )
 
 MODE_NAMES = {"inference": "inference", "stllr": "S-TLLR", "bptt": "BPTT"}
+PHASE_ORDER = ("forward", "traces", "learning_signal", "eligibility_causal", "eligibility_noncausal", "accumulate",
+               "weight_write")
+#: Columns of a ratio table: (key of :func:`ratios`, title).
+RATIO_COLUMNS = (("state_memory", "state memory"), ("learning_memory", "state + grad acc"),
+                 ("total_memory", "total memory"), ("ac", "AC"), ("mul", "MUL"), ("mac", "MAC"),
+                 ("ac_mul_mac", "AC+MUL+MAC"), ("ac_mul_mac_dense", "AC+MUL+MAC dense"), ("energy", "energy"),
+                 ("latency", "latency"))
 
 
 # ------------------------------------------------------------------------------ numbers
@@ -46,10 +55,24 @@ def energy_str(pj: float) -> str:
 
 
 def bits_str(bits: float) -> str:
-    return si(bits / 8, "B")
+    """A memory size in binary units: 920 B, 7.99 KiB, 1.5 MiB (1 KiB = 1024 bytes)."""
+    size = bits / 8
+    if not math.isfinite(size):
+        return f"{size:g} B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{size:.0f} B" if unit == "B" else f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{size:.3g} TiB"  # not reached
+
+
+def kib(bits: float) -> float:
+    return bits / 8192
 
 
 def ratio_str(x: float) -> str:
+    if math.isnan(x):
+        return "-"
     return "inf" if not math.isfinite(x) else f"{x:.2f}x"
 
 
@@ -57,8 +80,10 @@ def ratio_str(x: float) -> str:
 
 
 def _div(x: float, y: float) -> float:
-    """x / y, inf when y is 0 (null in JSON, "inf" in the tables)."""
-    return x / y if y else math.inf
+    """x / y; inf when only y is 0, nan when both are (null in JSON; "inf" and "-" in the tables)."""
+    if not y:
+        return math.nan if not x else math.inf
+    return x / y
 
 
 def ratios(est: Estimate) -> dict[str, float]:
@@ -66,23 +91,25 @@ def ratios(est: Estimate) -> dict[str, float]:
     if "bptt" not in est.results or "stllr" not in est.results:
         return {}
     b, s = est.results["bptt"], est.results["stllr"]
-    return {
+    out = {
         "state_memory": _div(b.state_bits, s.state_bits),
         "learning_memory": _div(b.state_bits + b.gradient_bits, s.state_bits + s.gradient_bits),
         "total_memory": _div(b.memory_bits, s.memory_bits),
-        "macs": _div(b.macs_per_sample, s.macs_per_sample),
-        "macs_dense": _div(est.dense_macs["bptt"], est.dense_macs["stllr"]),
-        "ops": _div(b.compute_ops_per_sample, s.compute_ops_per_sample),
-        "energy": _div(b.energy_pj, s.energy_pj),
-        "latency": _div(b.latency_s, s.latency_s),
     }
+    for op_class in OP_CLASSES:
+        out[op_class] = _div(b.class_per_sample(op_class), s.class_per_sample(op_class))
+    out["ac_mul_mac_dense"] = _div(est.dense["bptt"]["ac_mul_mac"], est.dense["stllr"]["ac_mul_mac"])
+    out["ops"] = _div(b.compute_ops_per_sample, s.compute_ops_per_sample)
+    out["energy"] = _div(b.energy_pj, s.energy_pj)
+    out["latency"] = _div(b.latency_s, s.latency_s)
+    return out
 
 
 def network_line(est: Estimate) -> str:
     cfg = est.inputs.config
     shapes = " -> ".join(["x".join(map(str, est.layers[0].in_shape))] +
                          [f"{ly.kind}:{'x'.join(map(str, ly.out_shape))}" for ly in est.layers])
-    setup = next(iter(est.results.values())).setup
+    setup = est.setup
     return (f"{shapes} | T={setup.steps} k={setup.window} B={setup.batch} | {cfg.learning.learning_signal}, "
             f"{cfg.learning.update} update | activity: {est.activity.source}")
 
@@ -90,16 +117,16 @@ def network_line(est: Estimate) -> str:
 def mode_summary(est: Estimate, mode: str) -> dict:
     r = est.results[mode]
     T = r.setup.steps
-    return {
-        "macs": r.macs_per_sample,
-        "macs_dense": est.dense_macs[mode],
+    out = {op_class: r.class_per_sample(op_class) for op_class in OP_CLASSES}
+    out.update({f"{op_class}_dense": n for op_class, n in est.dense[mode].items()})
+    out.update({
         "ops": r.compute_ops_per_sample,
         "energy_compute_pj": r.energy_compute_pj,
         "energy_memory_pj": r.energy_memory_pj,
         "energy_pj": r.energy_pj,
         "energy_compute_fp32_pj": r.fp32_compute_pj(est.inputs.hardware.energy.fp32),
         "latency_s": r.latency_s,
-        "macs_per_step": r.macs_per_sample / T,
+        "ac_mul_mac_per_step": r.ac_mul_mac_per_sample / T,
         "energy_pj_per_step": r.energy_pj / T,
         "latency_s_per_step": r.latency_s / T,
         "state_bits": r.state_bits,
@@ -109,7 +136,87 @@ def mode_summary(est: Estimate, mode: str) -> dict:
         "onchip_bits": r.onchip_bits,
         "bound": "compute" if r.cycles == r.compute_cycles else
                  max(r.bank_cycles, key=r.bank_cycles.get),
-    }
+    })
+    return out
+
+
+# ---------------------------------------------------------------- formats and the spec
+
+
+FORMAT_NAMES = ("input", "weight", "bias", "current", "membrane", "leak", "decay", "factor", "pre_trace",
+                "post_trace", "psi", "psi_slope", "error", "learning_signal", "modulation", "feedback", "update",
+                "learning_rate")
+
+
+def formats_of(est: Estimate) -> dict[str, dict[str, str]]:
+    """layer -> tensor -> format (``s16.10 nearest_even saturate``), plus the Psi table and leak mode."""
+    out = {}
+    for ly in est.layers:
+        f = ly.fmts
+        row = {name: getattr(f, name).describe() for name in FORMAT_NAMES}
+        row["psi_lut"] = f"{f.psi_lut.entries} entries, index_shift {f.psi_lut.index_shift}"
+        row["leak_mode"] = f.leak_mode
+        out[ly.name] = row
+    return out
+
+
+def _layer_groups(per_layer: dict[str, dict]) -> list[tuple[str, dict]]:
+    """Consecutive layers with equal rows merged: [('layer0', row), ('layer1-3', row)]."""
+    groups: list[tuple[list[str], dict]] = []
+    for name, row in per_layer.items():
+        if groups and groups[-1][1] == row:
+            groups[-1][0].append(name)
+        else:
+            groups.append(([name], row))
+    return [(names[0] if len(names) == 1 else f"{names[0]}-{names[-1][5:]}", row) for names, row in groups]
+
+
+def datapath_rows(est: Estimate) -> dict[str, dict]:
+    """Per layer, the datapath spec of the costed run (fixedpoint.spec): every op in step
+    order with its phase, kind, operand widths, tensor and memory, what it computes, and how
+    many times it runs per sample (the quantity per sample x per); the shift table; the
+    exact intermediate widths."""
+    from fixedpoint import spec
+
+    setup = est.setup
+    train = any(m != "inference" for m in est.results) and est.activity.train
+    shapes = [layer_shape(ly) for ly in est.layers]
+    learning = spec.Learning(setup.learning_signal, setup.bias_update, setup.learners) if train else None
+    readout = len(est.layers) - 1
+    quantities = [{**est.activity.totals[i], **structural(ly, setup, i == readout)}
+                  for i, ly in enumerate(est.layers)]
+    ops = spec.network_spec(shapes, learning)
+    shifts = spec.network_shifts(shapes, setup.learning_signal)
+    hw = est.inputs.hardware
+    out = {}
+    for ly, shape in zip(est.layers, shapes):
+        layer_ops = list(ops[ly.index])
+        if train and ly.index in setup.learners:
+            layer_ops += spec.weight_write_ops(shape, setup.etas[ly.index])
+        rows = []
+        for step, op in enumerate(layer_ops, 1):
+            source = readout if op.source == "readout" else ly.index
+            quantity = quantities[source].get(op.count, 0) / setup.batch
+            rows.append({"step": step, "phase": op.phase, "kind": op.kind, "width": op.width, "tensor": op.tensor,
+                         "memory": hw.memory_of(op.tensor, ly.name) if op.tensor else "",
+                         "what": op.what, "quantity": op.count + (" (readout)" if op.source == "readout" else ""),
+                         "quantity_per_sample": quantity, "per": op.per, "runs_per_sample": quantity * op.per})
+        out[ly.name] = {
+            "ops": rows,
+            "shifts": [{"name": s.name, "value": s.value, "meaning": s.meaning} for s in shifts[ly.index].values()],
+            "widths": [{"phase": phase, "intermediate": what, "bits": bits}
+                       for phase, what, bits in _widths(spec, shape, est.layers[-1].n_out)],
+        }
+    return out
+
+
+def _widths(spec, shape, classes: int):
+    """spec.datapath_widths(shape[, classes]) -- its signature gained ``classes`` (DFA's fan-in)."""
+    import inspect
+
+    if len(inspect.signature(spec.datapath_widths).parameters) >= 2:
+        return spec.datapath_widths(shape, classes)
+    return spec.datapath_widths(shape)
 
 
 # ---------------------------------------------------------------------------------- JSON
@@ -117,7 +224,7 @@ def mode_summary(est: Estimate, mode: str) -> dict:
 
 def to_dict(est: Estimate, detail: bool = True) -> dict:
     hw = est.inputs.hardware
-    setup = next(iter(est.results.values())).setup
+    setup = est.setup
     out = {
         "config": est.inputs.source,
         "network": [{"layer": ly.name, "kind": ly.kind, "in_shape": list(ly.in_shape),
@@ -125,13 +232,16 @@ def to_dict(est: Estimate, detail: bool = True) -> dict:
         "setup": {"batch": setup.batch, "steps": setup.steps, "window": setup.window,
                   "learning_signal": setup.learning_signal, "update": setup.update,
                   "learners": [est.layers[i].name for i in setup.learners]},
+        "warnings": list(est.warnings),
         "activity": {"source": est.activity.source, "measured": est.activity.measured,
                      "input_rates": est.activity.input_rates, "output_rates": est.activity.output_rates,
+                     "bptt_delta": est.activity.delta, "bptt_delta_source": est.activity.delta_source,
                      "overflow_events": est.activity.overflow_events},
         "hardware": {"name": hw.name, "clock_mhz": hw.clock_mhz, "lanes": hw.lanes,
                      "samples_in_flight": hw.samples_in_flight, "energy_source": hw.energy.source},
         "units": {"counts": "per sample (batch totals / batch)", "energy": "pJ", "memory": "bits",
-                  "latency": "s"},
+                  "latency": "s", "op_classes": {OP_CLASS_NAMES[c]: list(k) for c, k in OP_CLASSES.items()}},
+        "formats": formats_of(est),
         "modes": {},
         "ratios_bptt_over_stllr": ratios(est),
     }
@@ -156,6 +266,8 @@ def to_dict(est: Estimate, detail: bool = True) -> dict:
                              "energy_pj_per_sample": (r.compute_pj.get(k) or r.memory_pj.get(k, 0.0)) / B}
                             for k, n in sorted(r.counts.items())]
         out["modes"][mode] = entry
+    if detail:
+        out["datapath"] = datapath_rows(est)
     return finite(out)
 
 
@@ -194,7 +306,7 @@ def to_csv(est: Estimate) -> str:
         B, T = r.batch, r.setup.steps
         for k, n in sorted(r.counts.items()):
             energy = (r.compute_pj.get(k) or r.memory_pj.get(k, 0.0)) / B
-            memory = r.banks_of.get(k.tensor, "") if k.kind in ("read", "write") else ""
+            memory = r.banks_of.get((k.layer, k.tensor), "") if k.kind in ("read", "write") else ""
             bits = n * int(k.width) / B if k.kind in ("read", "write") else ""
             writer.writerow({"mode": mode, "record": "op", "layer": k.layer, "phase": k.phase, "kind": k.kind,
                              "width": k.width, "tensor": k.tensor, "memory": memory, "per_sample": n / B,
@@ -209,7 +321,14 @@ def to_csv(est: Estimate) -> str:
 # ---------------------------------------------------------------------------------- rich
 
 
-def render(est: Estimate, console, detail: bool = False) -> None:
+def render_warnings(warnings, console) -> None:
+    for warning in warnings:
+        console.print(f"warning: {warning}", markup=False)
+
+
+def render(est: Estimate, console, detail: bool = False, warnings: bool = True) -> None:
+    """The tables of ``hwmodel estimate`` (``warnings``: also print the estimate's warnings,
+    for a file that must stand alone; the CLI prints them to stderr)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -217,16 +336,32 @@ def render(est: Estimate, console, detail: bool = False) -> None:
     hw = est.inputs.hardware
     console.print(f"hardware: {hw.name}, {hw.lanes} lanes at {hw.clock_mhz:g} MHz, "
                   f"{hw.samples_in_flight} sample(s) in flight; energy: {hw.energy.source}", markup=False)
+    console.print("units: per sample; memory in KiB/MiB (1 KiB = 1024 bytes); AC = synaptic accumulate "
+                  "(syn_add), MUL = multiply, MAC = multiply-accumulate", markup=False)
     if est.activity.overflow_events:
         console.print(f"warning: the measured run had {est.activity.overflow_events} overflow events "
                       "(saturate/wrap): its counts are of clipped values", markup=False)
+    if warnings:
+        render_warnings(est.warnings, console)
+
+    formats = Table(title="Formats (sign bits.fraction rounding overflow)")
+    formats.add_column("tensor")
+    groups = _layer_groups(formats_of(est))
+    for name, _ in groups:
+        formats.add_column(name)
+    for tensor in (*FORMAT_NAMES, "psi_lut", "leak_mode"):
+        formats.add_row(tensor, *(row[tensor] for _, row in groups))
+    console.print(formats)
+
     summary = Table(title="Per sample (per step = per sample / T)")
     summary.add_column("")
     modes = list(est.results)
     for mode in modes:
         summary.add_column(MODE_NAMES[mode], justify="right")
     sums = {m: mode_summary(est, m) for m in modes}
-    rows = [("MACs (mac+mul+syn_add)", "macs", si), ("MACs, dense", "macs_dense", si), ("all compute ops", "ops", si),
+    rows = [("AC (syn_add)", "ac", si), ("MUL (mul)", "mul", si), ("MAC (mac)", "mac", si),
+            ("AC+MUL+MAC", "ac_mul_mac", si), ("AC+MUL+MAC, dense", "ac_mul_mac_dense", si),
+            ("all compute ops", "ops", si),
             ("energy, compute", "energy_compute_pj", energy_str), ("energy, memory", "energy_memory_pj", energy_str),
             ("energy, total", "energy_pj", energy_str), ("energy per step", "energy_pj_per_step", energy_str),
             ("compute if all fp32", "energy_compute_fp32_pj", energy_str),
@@ -238,23 +373,16 @@ def render(est: Estimate, console, detail: bool = False) -> None:
     console.print(summary)
 
     layers = Table(title="Per layer, per sample")
-    layers.add_column("layer")
-    for mode in modes:
-        layers.add_column(f"{MODE_NAMES[mode]} MACs", justify="right")
-    for mode in modes:
-        if mode != "inference":
-            layers.add_column(f"{MODE_NAMES[mode]} state", justify="right")
-            layers.add_column(f"{MODE_NAMES[mode]} energy", justify="right")
-    rows = {mode: est.results[mode].per_layer() for mode in modes}
+    for column in ("layer", "mode", "AC", "MUL", "MAC", "AC+MUL+MAC", "state", "energy"):
+        layers.add_column(column, justify="left" if column in ("layer", "mode") else "right")
+    per_layer = {mode: est.results[mode].per_layer() for mode in modes}
     for ly in est.layers:
-        cells = [f"{ly.name} {ly.kind} {'x'.join(map(str, ly.out_shape))}"]
-        cells += [si(rows[m].get(ly.name, {}).get("macs", 0.0)) for m in modes]
         for m in modes:
-            if m != "inference":
-                row = rows[m].get(ly.name, {})
-                cells += [bits_str(row.get("state_bits", 0)),
-                          energy_str(row.get("compute_pj", 0.0) + row.get("memory_pj", 0.0))]
-        layers.add_row(*cells)
+            row = per_layer[m].get(ly.name, {})
+            layers.add_row(f"{ly.name} {ly.kind} {'x'.join(map(str, ly.out_shape))}", MODE_NAMES[m],
+                           *(si(row.get(c, 0.0)) for c in OP_CLASSES),
+                           bits_str(row.get("state_bits", 0)),
+                           energy_str(row.get("compute_pj", 0.0) + row.get("memory_pj", 0.0)))
     console.print(layers)
 
     phases = Table(title="Energy by phase, per sample (compute / memory)")
@@ -262,9 +390,7 @@ def render(est: Estimate, console, detail: bool = False) -> None:
     for mode in modes:
         phases.add_column(MODE_NAMES[mode], justify="right")
     by_phase = {m: est.results[m].energy_by_phase() for m in modes}
-    names = [p for p in ("forward", "traces", "learning_signal", "eligibility_causal", "eligibility_noncausal",
-                         "accumulate", "weight_write") if any(p in by_phase[m] for m in modes)]
-    for p in names:
+    for p in (p for p in PHASE_ORDER if any(p in by_phase[m] for m in modes)):
         cells = []
         for m in modes:
             e = by_phase[m].get(p)
@@ -284,24 +410,17 @@ def render(est: Estimate, console, detail: bool = False) -> None:
         for b in r.banks.values():
             if not (b.contents_bits or b.accessed_bits):
                 continue
-            tensors = sorted({t.tensor for t in r.memory if t.memory == b.name} |
-                             {t for t, name in r.banks_of.items() if name == b.name})
             fits = "" if b.fits else " (over size)"
             banks.add_row(MODE_NAMES[m], b.name, bits_str(b.contents_bits) + fits, f"{b.pj_per_bit:.4f}",
-                          bits_str(b.accessed_bits / r.batch), ", ".join(tensors))
+                          bits_str(b.accessed_bits / r.batch), ", ".join(_bank_tensors(r, b.name)))
     console.print(banks)
 
     rat = ratios(est)
     if rat:
-        table = Table(title="BPTT / S-TLLR (> 1: S-TLLR needs less)")
-        for column in ("state memory", "state + grad acc", "total memory", "MACs", "MACs dense", "energy",
-                       "latency"):
-            table.add_column(column, justify="right")
-        table.add_row(*(ratio_str(rat[k]) for k in ("state_memory", "learning_memory", "total_memory", "macs",
-                                                      "macs_dense", "energy", "latency")))
-        console.print(table)
+        console.print(ratio_table(rat, "BPTT / S-TLLR (> 1: S-TLLR needs less)"))
 
     if detail:
+        render_datapath(est, console)
         for mode, r in est.results.items():
             traffic = Table(title=f"{MODE_NAMES[mode]}: memory traffic per sample (per step)")
             for column in ("layer", "tensor", "access", "memory", "elements", "bits", "bits / step"):
@@ -321,62 +440,129 @@ def render(est: Estimate, console, detail: bool = False) -> None:
             console.print(ops)
 
 
+def _bank_tensors(r, bank: str) -> list[str]:
+    """Tensors in ``bank``: the tensor name when all its layers are there, else layerN.tensor."""
+    where: dict[str, dict[str, str]] = {}
+    for t in r.memory:
+        where.setdefault(t.tensor, {})[t.layer] = t.memory
+    for (layer, tensor), name in r.banks_of.items():
+        where.setdefault(tensor, {})[layer] = name
+    out = []
+    for tensor in sorted(where):
+        layers = where[tensor]
+        if all(name == bank for name in layers.values()):
+            out.append(tensor)
+        else:
+            out += [f"{layer}.{tensor}" for layer, name in sorted(layers.items()) if name == bank]
+    return out
+
+
+def ratio_table(rat: dict, title: str):
+    from rich.table import Table
+
+    table = Table(title=title)
+    for _, column in RATIO_COLUMNS:
+        table.add_column(column, justify="right")
+    table.add_row(*(ratio_str(rat[key]) for key, _ in RATIO_COLUMNS))
+    return table
+
+
+def render_datapath(est: Estimate, console) -> None:
+    """The datapath spec per layer (``--detail``): ops in step order, shifts, widths."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    setup = est.setup
+    train = any(m != "inference" for m in est.results) and est.activity.train
+    run = "S-TLLR training step" if train else "inference step"
+    for name, data in datapath_rows(est).items():
+        ops = Table(title=f"{name}: datapath spec, one {run} in order (runs per sample for the costed run: "
+                          f"T = {setup.steps}, k = {setup.window}, B = {setup.batch})")
+        for column in ("#", "phase", "kind", "operand bits", "tensor", "memory", "computes", "quantity",
+                       "per sample", "x per", "= runs / sample"):
+            ops.add_column(column, justify="right" if column in ("#", "per sample", "x per", "= runs / sample")
+                           else "left")
+        for row in data["ops"]:
+            ops.add_row(str(row["step"]), row["phase"], row["kind"], row["width"], row["tensor"], row["memory"],
+                        escape(row["what"]), escape(row["quantity"]), f"{row['quantity_per_sample']:.6g}",
+                        str(row["per"]), f"{row['runs_per_sample']:.6g}")
+        console.print(ops)
+        shifts = Table(title=f"{name}: shifts (fixedpoint.spec.layer_shifts; right shift into the destination "
+                             "format, 'left' = alignment of an exact sum, negative = exact left shift)")
+        for column in ("name", "bits", "meaning"):
+            shifts.add_column(column, justify="right" if column == "bits" else "left")
+        for row in data["shifts"]:
+            shifts.add_row(row["name"], str(row["value"]), escape(row["meaning"]))
+        console.print(shifts)
+        widths = Table(title=f"{name}: exact intermediate widths (fixedpoint.spec.datapath_widths)")
+        for column in ("phase", "intermediate", "bits"):
+            widths.add_column(column, justify="right" if column == "bits" else "left")
+        for row in data["widths"]:
+            widths.add_row(row["phase"], escape(row["intermediate"]), str(row["bits"]))
+        console.print(widths)
+
+
 # --------------------------------------------------------------------------------- sweep
 
 
 def sweep(est: Estimate, ks: list[int], steps_list: list[int]) -> list[dict]:
-    """BPTT / S-TLLR ratios for each (T, k) with k <= T, from the estimate's rates.
-
-    A measured activity is turned into rates first (its mean input and spike rates)."""
-    from hwmodel.config import ActivityRates, LayerActivity
-
-    inputs = est.inputs
-    rates = inputs.rates
-    if est.activity.measured:
-        layers = {i: LayerActivity(output=r) for i, r in enumerate(est.activity.output_rates)
-                  if est.layers[i].spiking}
-        rates = ActivityRates(input=est.activity.input_rates[0], layers=layers,
-                              default=rates.default if rates else LayerActivity())
-    energy = EnergyModel(inputs.hardware, inputs.hardware_source)
+    """BPTT / S-TLLR for each (T, k) with k <= T: each row is :func:`ratios` of
+    :func:`hwmodel.estimate.estimate_at`, so the row at the configured (T, k) is the
+    estimate's own answer (a measured activity is used as measured there)."""
     rows = []
     for T in steps_list:
         for k in ks:
             if k > T:
                 continue
-            config = inputs.config.model_copy(update={"learning": inputs.config.learning.model_copy(
-                update={"window": k})})
-            setup = make_setup(est.layers, config, T, est.activity.batch if est.activity.measured else None)
-            act = expected_activity(est.layers, rates, setup)
-            res = {m: cost_mode(m, est.layers, mode_counts(m, est.layers, act, setup), setup, inputs.hardware, energy)
-                   for m in ("stllr", "bptt")}
-            s, b = res["stllr"], res["bptt"]
-            dense_act = dense_activity(est.layers, setup)
-            dense = {m: sum(mode_counts(m, est.layers, dense_act, setup).get(kind=kind) for kind in MAC_KINDS)
-                     for m in ("stllr", "bptt")}
-            rows.append({"steps": T, "window": k,
-                         "state_memory": _div(b.state_bits, s.state_bits),
-                         "total_memory": _div(b.memory_bits, s.memory_bits),
-                         "macs": _div(b.macs_per_sample, s.macs_per_sample),
-                         "macs_dense": _div(dense["bptt"], dense["stllr"]),
-                         "energy": _div(b.energy_pj, s.energy_pj),
-                         "stllr_state_bits": s.state_bits, "bptt_state_bits": b.state_bits,
-                         "stllr_macs": s.macs_per_sample, "bptt_macs": b.macs_per_sample})
+            point, source = estimate_at(est, T, k)
+            s, b = point.results["stllr"], point.results["bptt"]
+            row = {"steps": T, "window": k, "activity": source, **ratios(point),
+                   "stllr_state_bits": s.state_bits, "bptt_state_bits": b.state_bits,
+                   "stllr_ac_mul_mac": s.ac_mul_mac_per_sample, "bptt_ac_mul_mac": b.ac_mul_mac_per_sample,
+                   "stllr_ac_mul_mac_dense": point.dense["stllr"]["ac_mul_mac"],
+                   "bptt_ac_mul_mac_dense": point.dense["bptt"]["ac_mul_mac"],
+                   "stllr_energy_pj": s.energy_pj, "bptt_energy_pj": b.energy_pj,
+                   "warnings": list(point.warnings)}
+            rows.append(row)
     return rows
+
+
+SWEEP_CSV_FIELDS = ["steps", "window", "activity", *(key for key, _ in RATIO_COLUMNS), "ops", "stllr_state_bits",
+                    "bptt_state_bits", "stllr_ac_mul_mac", "bptt_ac_mul_mac", "stllr_ac_mul_mac_dense",
+                    "bptt_ac_mul_mac_dense", "stllr_energy_pj", "bptt_energy_pj", "warnings"]
+
+
+def sweep_csv(rows: list[dict]) -> str:
+    """The sweep, one row per (T, k): ratios BPTT / S-TLLR and both rules' figures (bits, pJ)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, SWEEP_CSV_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in finite(rows):
+        writer.writerow({**{k: row[k] for k in SWEEP_CSV_FIELDS if k != "warnings"},
+                         "warnings": " | ".join(row["warnings"])})
+    return buffer.getvalue()
 
 
 def render_sweep(rows: list[dict], console) -> None:
     from rich.table import Table
 
-    table = Table(title="BPTT / S-TLLR vs T and k (rates)")
-    for column in ("T", "k", "state memory", "total memory", "MACs", "MACs dense", "energy", "S-TLLR state",
-                   "BPTT state"):
-        table.add_column(column, justify="right")
+    table = Table(title="BPTT / S-TLLR vs T and k (> 1: S-TLLR needs less)")
+    for column in ("T", "k", "activity", *(title for _, title in RATIO_COLUMNS if title != "latency"),
+                   "S-TLLR state", "BPTT state"):
+        table.add_column(column, justify="left" if column == "activity" else "right")
     for r in rows:
-        table.add_row(str(r["steps"]), str(r["window"]), ratio_str(r["state_memory"]), ratio_str(r["total_memory"]),
-                      ratio_str(r["macs"]), ratio_str(r["macs_dense"]), ratio_str(r["energy"]),
-                      bits_str(r["stllr_state_bits"]),
-                      bits_str(r["bptt_state_bits"]))
+        table.add_row(str(r["steps"]), str(r["window"]), r["activity"],
+                      *(ratio_str(r[key]) for key, title in RATIO_COLUMNS if title != "latency"),
+                      bits_str(r["stllr_state_bits"]), bits_str(r["bptt_state_bits"]))
     console.print(table)
+
+
+def sweep_warnings(est: Estimate, rows: list[dict]) -> list[str]:
+    """The estimate's warnings and those of the sweep's rows, each once."""
+    out = list(est.warnings)
+    for row in rows:
+        out += [w for w in row["warnings"] if w not in out]
+    return out
 
 
 # ---------------------------------------------------------------------------------- plot
@@ -384,7 +570,7 @@ def render_sweep(rows: list[dict], console) -> None:
 
 def memory_vs_steps(est: Estimate, steps_list: list[int]) -> dict[str, list[int]]:
     """State memory (bits) of S-TLLR and BPTT for each T (only BPTT's grows)."""
-    setup = next(iter(est.results.values())).setup
+    setup = est.setup
     samples = est.inputs.hardware.samples_in_flight
     out = {"steps": list(steps_list), "stllr": [], "bptt": []}
     for T in steps_list:
@@ -401,22 +587,35 @@ def plot(est: Estimate, path: str) -> None:
     atomic_write_bytes(path, plot_png(est))
 
 
-def plot_png(est: Estimate) -> bytes:
-    """Energy per mode stacked by phase (solid: compute, hatched: memory) and state memory vs T, as PNG."""
+def _figure(width: float, height: float, panels: int = 2):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, panels, figsize=(width, height))
+    return plt, fig, axes
+
+
+def _png(plt, fig) -> bytes:
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_png(est: Estimate) -> bytes:
+    """Energy per mode stacked by phase (solid: compute, hatched: memory) and state memory vs T, as PNG."""
+    plt, fig, (left, right) = _figure(11, 4.2)
     modes = list(est.results)
-    phases = ["forward", "traces", "learning_signal", "eligibility_causal", "eligibility_noncausal", "accumulate",
-              "weight_write"]
     names = [MODE_NAMES[m] for m in modes]
     by_phase = {m: est.results[m].energy_by_phase() for m in modes}
     bottom = [0.0] * len(modes)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for index, phase in enumerate(phases):
+    for index, phase in enumerate(PHASE_ORDER):
         color = colors[index % len(colors)]
         for part, hatch in (("compute_pj", None), ("memory_pj", "//")):
             values = [by_phase[m].get(phase, {}).get(part, 0.0) * 1e-6 for m in modes]
@@ -431,24 +630,48 @@ def plot_png(est: Estimate) -> bytes:
     left.set_ylabel("energy per sample (uJ)")
     left.set_title("Energy breakdown")
     left.legend(fontsize=7)
-    setup = next(iter(est.results.values())).setup
+    setup = est.setup
     top = max(2 * setup.steps, 10)
     steps_list = sorted({max(1, round(top * i / 20)) for i in range(1, 21)} | {setup.steps})
     mem = memory_vs_steps(est, steps_list)
-    right.plot(mem["steps"], [b / 8192 for b in mem["stllr"]], label="S-TLLR (flat)")
-    right.plot(mem["steps"], [b / 8192 for b in mem["bptt"]], label="BPTT (linear in T)")
+    right.plot(mem["steps"], [kib(b) for b in mem["stllr"]], label="S-TLLR (flat)")
+    right.plot(mem["steps"], [kib(b) for b in mem["bptt"]], label="BPTT (linear in T)")
     right.axvline(setup.steps, color="gray", linestyle=":", label=f"T = {setup.steps}")
     right.set_xlabel("time steps T")
     right.set_ylabel("state memory (KiB)")
     right.set_title("Learning state vs T")
     right.legend(fontsize=8)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", dpi=110)
-    finally:
-        plt.close(fig)
-    return buffer.getvalue()
+    return _png(plt, fig)
 
 
-__all__ = ["finite", "plot", "plot_png", "ratios", "render", "render_sweep", "sweep", "to_csv", "to_dict"]
+def sweep_png(rows: list[dict], title: str = "") -> bytes:
+    """The sweep as PNG: AC+MUL+MAC (event-driven and dense) and energy ratios BPTT / S-TLLR
+    vs k, one line per T (left); state memory of both rules vs T (right, KiB)."""
+    plt, fig, (left, right) = _figure(11, 4.2)
+    steps = sorted({r["steps"] for r in rows})
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, T in enumerate(steps):
+        color = colors[index % len(colors)]
+        mine = sorted((r for r in rows if r["steps"] == T), key=lambda r: r["window"])
+        ks = [r["window"] for r in mine]
+        for key, style, name in (("ac_mul_mac", "-", "AC+MUL+MAC"), ("ac_mul_mac_dense", ":", "dense"),
+                                 ("energy", "--", "energy")):
+            values = [r[key] if r[key] is not None and math.isfinite(r[key]) else math.nan for r in mine]
+            left.plot(ks, values, style, color=color, marker="o", markersize=3, label=f"{name}, T = {T}")
+    left.axhline(1.0, color="gray", linewidth=0.8)
+    left.set_xlabel("learning window k (steps)")
+    left.set_ylabel("BPTT / S-TLLR (> 1: S-TLLR needs less)")
+    left.set_title(title or "BPTT / S-TLLR vs k")
+    left.legend(fontsize=7)
+    by_T = {r["steps"]: r for r in rows}
+    right.plot(steps, [kib(by_T[T]["stllr_state_bits"]) for T in steps], marker="o", label="S-TLLR")
+    right.plot(steps, [kib(by_T[T]["bptt_state_bits"]) for T in steps], marker="o", label="BPTT")
+    right.set_xlabel("time steps T")
+    right.set_ylabel("state memory (KiB)")
+    right.set_title("Learning state vs T")
+    right.legend(fontsize=8)
+    return _png(plt, fig)
+
+
+__all__ = ["bits_str", "energy_str", "finite", "plot", "plot_png", "ratios", "render", "render_sweep", "sweep",
+           "sweep_csv", "sweep_png", "to_csv", "to_dict"]

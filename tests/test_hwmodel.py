@@ -429,14 +429,18 @@ def test_hw_default_yaml_is_the_built_in_default():
 # ----------------------------------------------------------------------------- paper configs
 
 
-@pytest.mark.parametrize("name,low,high", [("paper_dvs_gesture", 5, 50), ("paper_shd", 5, 50),
-                                           ("paper_dvs_cifar10", 3, 50)])
-def test_paper_configs_state_memory_ratio(name, low, high):
+@pytest.mark.parametrize("name,low,high,stllr_fewer_dense", [
+    ("paper_dvs_gesture", 5, 50, True), ("paper_shd", 5, 50, False), ("paper_shd_k10", 5, 50, True),
+    ("paper_dvs_cifar10", 3, 50, True)])
+def test_paper_configs_state_memory_ratio(name, low, high, stllr_fewer_dense):
+    """State memory in the paper's band; dense AC+MUL+MAC in BPTT's favour only at the code's
+    SHD window (k = delay_ls = 90 of 100: S-TLLR's window work covers 90 steps)."""
     inputs = load_inputs(ROOT / "configs" / f"{name}.yaml")
     est = estimate(inputs)
+    assert est.warnings == ()  # every eta fits its learning_rate format
     s, b = est.results["stllr"], est.results["bptt"]
     assert low <= b.state_bits / s.state_bits <= high
-    assert est.dense_macs["bptt"] / est.dense_macs["stllr"] > 1.0
+    assert (est.dense["bptt"]["ac_mul_mac"] / est.dense["stllr"]["ac_mul_mac"] > 1.0) == stllr_fewer_dense
 
 
 def test_shd_state_memory_by_hand():
@@ -511,7 +515,7 @@ def test_cli_compare_sweep(capsys):
     rows = json.loads(out)["sweep"]
     assert [(r["steps"], r["window"]) for r in rows] == [(50, 1), (50, 10), (100, 1), (100, 10)]
     by = {(r["steps"], r["window"]): r for r in rows}
-    assert by[(100, 1)]["macs_dense"] > by[(100, 10)]["macs_dense"] > 1  # fewer window steps, fewer MACs
+    assert by[(100, 1)]["ac_mul_mac_dense"] > by[(100, 10)]["ac_mul_mac_dense"] > 1  # fewer window steps, fewer MACs
     assert by[(100, 1)]["state_memory"] > by[(50, 1)]["state_memory"]  # BPTT grows with T
     assert by[(100, 1)]["stllr_state_bits"] == by[(50, 1)]["stllr_state_bits"]
 
@@ -639,7 +643,7 @@ def test_real_subprocess_bad_input_and_no_torch(tmp_path):
             "assert rc == 0; assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-500:]
-    assert math.isfinite(json.loads(proc.stdout)["ratios_bptt_over_stllr"]["macs"])
+    assert math.isfinite(json.loads(proc.stdout)["ratios_bptt_over_stllr"]["ac_mul_mac"])
 
 
 def test_cli_measure_then_estimate(tmp_path, capsys):
