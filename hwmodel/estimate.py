@@ -162,31 +162,40 @@ def eta_codes(layers: list[LayerInfo], config, batch: int, window: int, learners
         except InputError:
             if not config.train.lr > 0:
                 raise
-            out[i], warning = _eta_fallback(fmt, config.train.lr, batch, window, unscaled)
+            out[i], warning = _eta_fallback(layers[i].fmts, config.train.lr, batch, window, unscaled)
             if warning not in warnings:
                 warnings.append(warning)
     return out, warnings
 
 
-def _eta_fallback(fmt, lr: float, batch: int, window: int, unscaled: bool) -> tuple[int, str]:
-    """(code, warning) for an eta that ``fmt`` cannot hold: the code of the same value in a
-    format of the same width whose top bit is used, and a warning naming the fix."""
+def _eta_fallback(fmts: LayerFormats, lr: float, batch: int, window: int, unscaled: bool) -> tuple[int, str]:
+    """(code, warning) for an eta that quant.learning_rate cannot hold: the code of the same
+    value in the format the warning proposes, and a warning naming the fix.
+
+    The proposed format keeps the width and takes as many fraction bits as give eta its full
+    precision, but no more than keep the weight write exact (W aligned by frac + update frac
+    - weight frac bits, within EXACT_BITS)."""
+    from fixedpoint.config import EXACT_BITS
+
+    fmt = fmts.learning_rate
     value = lr if unscaled else lr / (batch * window)
     what = "train.lr" if unscaled else "train.lr / (batch * window)"
     where = f"(B = {batch}, k = {window})" if not unscaled else "(sDFA hidden layer)"
-    magnitude = math.floor(math.log2(value))
     value_bits = fmt.bits - (1 if fmt.signed else 0)
-    frac = max(0, value_bits - 1 - magnitude)  # the value's top bit in the format's top bit
+    precise = value_bits - 1 - math.floor(math.log2(value))  # the value's top bit in the format's top bit
+    exact = EXACT_BITS - 2 - fmts.weight.bits - fmts.update.frac + fmts.weight.frac
+    frac = max(0, min(precise, exact))
     good = f"{'s' if fmt.signed else 'u'}{fmt.bits}.{frac}"
-    code = max(1, round(value * 2.0 ** frac))
+    code = min(max(1, round(value * 2.0 ** frac)), 2 ** value_bits - 1)
     if value * 2.0 ** fmt.frac <= 0.5:  # rounds to 0 (ties to even)
         least = math.floor(math.log2(0.5 / value)) + 1
         scale = 1.0 if unscaled else batch * window
         lowest_lr = 0.5 * 2.0 ** -fmt.frac * scale
+        fix = (f"give quant.learning_rate at least {least} fraction bits (e.g. {good}) or raise train.lr above "
+               f"{lowest_lr:.3g}" if least <= exact else f"raise train.lr above {lowest_lr:.3g} (a format with the "
+               f"{least} fraction bits eta needs would overflow the exact weight write)")
         warning = (f"{what} = {value:.3g} quantizes to 0 in quant.learning_rate {fmt.describe_short()} {where}: "
-                   f"the integer model would refuse this run; give quant.learning_rate at least {least} "
-                   f"fraction bits (e.g. {good}) or raise train.lr above {lowest_lr:.3g}; "
-                   f"the weight write is costed with eta in {good}")
+                   f"the integer model would refuse this run; {fix}; the weight write is costed with eta in {good}")
     else:
         warning = (f"{what} = {value:.3g} does not fit quant.learning_rate {fmt.describe_short()} {where}: "
                    f"the integer model would refuse this run; give quant.learning_rate fewer fraction bits "

@@ -725,3 +725,406 @@ def test_activity_file_schema_roundtrip(tmp_path):
     payload["layers"]["layer1"]["spikes"][3] = True
     with pytest.raises(InputError, match=r"mem: layers.layer1.spikes.3: Input should be a valid integer, got bool"):
         parse_activity(payload, "mem", inputs, layers)
+
+
+# ------------------------------------------------------- BPTT: independent checks (issue 10)
+
+
+def _by_key(counts, phases) -> dict:
+    return {(k.layer, k.phase, k.kind, k.width, k.tensor): n for k, n in counts.items() if k.phase in phases and n}
+
+
+def test_bptt_backward_counts_by_hand():
+    """3 -> linear 2 -> readout 2, no bias, T = 4, k = 1, B = 1, every operand non-zero:
+    BPTT's backward and weight gradient run over all T = 4 steps (not the k = 1 window),
+    counted by hand key by key. Formats: weight s8.6, input u8.0 (layer 0) / spikes u1.0,
+    error and learning signal s16, membrane s16, psi u8.7 (rational, LUT index shift 3),
+    leak u12.12 (beta 0.9: code 3686, a multiply), update s32."""
+    network = {"input_shape": [3], "layers": [{"kind": "linear", "size": 2, "bias": False},
+                                              {"kind": "readout", "size": 2, "bias": False}]}
+    config = make_config(network, {"window": 1}, batch=1, steps=4)
+    ones = {"output": 1.0, "psi": 1.0, "signal": 1.0, "pre_trace": 1.0, "post_trace": 1.0}
+    rates = ActivityRates.model_validate({"input": 1.0, "default": ones})
+    est = estimate(inputs_for(config, 4, rates=rates), modes=("bptt",))
+    T, k = 4, 1
+    n0, n1, n_in = 2, 2, 3
+    want = {
+        # readout: e = y - onehot in the k window steps; dy = e + beta dy[t+1] every step
+        ("layer1", "learning_signal", "add", "16", ""): k + n1 * T,
+        ("layer1", "learning_signal", "mul", "12x16", ""): n1 * T,
+        ("layer1", "learning_signal", "read", "16", "bptt_grad"): n1 * T,
+        ("layer1", "learning_signal", "write", "16", "bptt_grad"): n1 * T,
+        # hidden: do = W1^T dy (n1 x n0 MACs per step), Psi from the stored u, du = psi do + beta du
+        ("layer0", "learning_signal", "mac", "8x16", ""): n1 * n0 * T,
+        ("layer0", "learning_signal", "read", "8", "weight"): n1 * n0 * T,
+        ("layer0", "learning_signal", "read", "16", "bptt_membrane"): n0 * T,
+        ("layer0", "learning_signal", "shift", "17", ""): n0 * T,
+        ("layer0", "learning_signal", "cmp", "17", ""): n0 * T,
+        ("layer0", "learning_signal", "lut", "8", "psi_lut"): n0 * T,
+        ("layer0", "learning_signal", "mul", "16x8", ""): n0 * T,
+        ("layer0", "learning_signal", "mul", "12x16", ""): n0 * T,
+        ("layer0", "learning_signal", "add", "16", ""): n0 * T,
+        ("layer0", "learning_signal", "read", "16", "bptt_grad"): n0 * T,
+        ("layer0", "learning_signal", "write", "16", "bptt_grad"): n0 * T,
+        # weight gradients dW += du x^T, every step
+        ("layer0", "accumulate", "mac", "16x8", ""): n_in * n0 * T,
+        ("layer0", "accumulate", "read", "8", "bptt_input"): n_in * n0 * T,
+        ("layer0", "accumulate", "add", "32", ""): n_in * n0 * T,
+        ("layer0", "accumulate", "read", "32", "update"): n_in * n0 * T,
+        ("layer0", "accumulate", "write", "32", "update"): n_in * n0 * T,
+        ("layer1", "accumulate", "mac", "16x1", ""): n0 * n1 * T,
+        ("layer1", "accumulate", "read", "1", "bptt_input"): n0 * n1 * T,
+        ("layer1", "accumulate", "add", "32", ""): n0 * n1 * T,
+        ("layer1", "accumulate", "read", "32", "update"): n0 * n1 * T,
+        ("layer1", "accumulate", "write", "32", "update"): n0 * n1 * T,
+    }
+    got = _by_key(est.results["bptt"].counts, ("learning_signal", "accumulate"))
+    assert got == pytest.approx(want)
+    # and the per-step activations BPTT stores (forward phase): T x (inputs, u, spikes)
+    stores = {key: n for key, n in _by_key(est.results["bptt"].counts, ("forward",)).items() if key[2] == "write"
+              and key[4].startswith("bptt_")}
+    assert stores == pytest.approx({
+        ("layer0", "forward", "write", "8", "bptt_input"): n_in * T,
+        ("layer0", "forward", "write", "16", "bptt_membrane"): n0 * T,
+        ("layer0", "forward", "write", "1", "bptt_spikes"): n0 * T,
+        ("layer1", "forward", "write", "1", "bptt_input"): n0 * T,
+        ("layer1", "forward", "write", "16", "bptt_membrane"): n1 * T})
+
+
+def test_bptt_macs_equal_the_float_models_autograd_matmuls():
+    """Dense BPTT MACs against the float model's own BPTT: the matrix products autograd runs
+    in loss.backward() (torch.utils.flop_counter: 2 flops per MAC) are the transposed-weight
+    pass and the weight gradients of every layer at every one of the T steps -- hwmodel's
+    ``mac`` count of the learning_signal and accumulate phases with every operand non-zero."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hwmodel.estimate import dense_activity, mode_counts
+    from stllr.learning import step_loss, window_start
+
+    network = {"input_shape": [5], "layers": [{"kind": "linear", "size": 4}, {"kind": "linear", "size": 3},
+                                              {"kind": "readout", "size": 2}]}
+    for steps, window in ((6, 2), (9, 9), (7, 1)):
+        config = make_config(network, {"window": window}, batch=1, steps=steps)
+        net = float_net(config, 0, 1.0)
+        x = torch.tensor(spikes_in((1, steps, 5), 0.5, 3, binary=True))
+        state = net.initial_state(1, traces=False, like=net.readout.weight)
+        loss = net.readout.weight.new_zeros(())
+        start = window_start(steps, window)
+        for t in range(steps):  # the forward of stllr.learning.bptt_batch
+            state, records = net.step(state, x[:, t])
+            if t >= start:
+                loss = loss + step_loss(records[-1].output, torch.tensor([1]), "mse") / window
+        with FlopCounterMode(display=False) as flops:
+            loss.backward()
+        layers = build_layers(config, QuantConfig())
+        setup = make_setup(layers, config, steps, 1)
+        counts = mode_counts("bptt", layers, dense_activity(layers, setup), setup).counts
+        macs = sum(n for key, n in counts.items() if key.kind == "mac" and key.phase in ("learning_signal",
+                                                                                          "accumulate"))
+        assert flops.get_total_flops() == 2 * macs == 2 * steps * (5 * 4 + 4 * 3 + 3 * 2 + 4 * 3 + 3 * 2)
+
+
+def test_bptt_with_zero_psi_has_no_backward_through_the_layer():
+    """Fair BPTT: the same activity as S-TLLR. Psi = 0 everywhere: do is never needed (no
+    W^T MACs into the hidden layer, no psi do multiplies) -- as S-TLLR's causal eligibility
+    vanishes -- while a dense delta keeps the weight gradient (du is what it multiplies)."""
+    network = {"input_shape": [6], "layers": [{"kind": "linear", "size": 5}, {"kind": "readout", "size": 3}]}
+    config = make_config(network, {"window": 2}, batch=2, steps=5)
+    rates = ActivityRates.model_validate({"input": 0.5, "default": {"output": 0.2, "psi": 0.0}})
+    est = estimate(inputs_for(config, 5, rates=rates))
+    b, s = est.results["bptt"], est.results["stllr"]
+    assert b.ops_per_sample(("mac",), "layer0", "learning_signal") == 0
+    assert b.ops_per_sample(("mul",), "layer0", "learning_signal") == 5 * 5  # only beta du: 5 neurons x T = 5
+    assert s.ops_per_sample(("mac",), "layer0", "eligibility_causal") == 0
+    # psi = 0.3: the W^T MACs are the dense count x 0.3
+    half = estimate(inputs_for(config, 5, rates=ActivityRates.model_validate(
+        {"input": 0.5, "default": {"output": 0.2, "psi": 0.3}})))
+    assert half.results["bptt"].ops_per_sample(("mac",), "layer0", "learning_signal") == \
+        pytest.approx(5 * 0.3 * 3 * 5)  # T x psi x (3 classes x 5 neurons)
+
+
+def _reach_reference(params, log, batch, steps, start):
+    """bptt_delta by brute force: neuron by neuron, step by step (the definition)."""
+    layers = params.layers
+    readout = len(layers) - 1
+    out, above_du = {}, None
+    top = layers[readout]
+    du = np.zeros((steps, batch, top.geometry.n_out), bool)
+    for b in range(batch):
+        for o in range(top.geometry.n_out):
+            later = False
+            for t in reversed(range(steps)):
+                err = t >= start and log[(t, top.name, "error")][b, o] != 0
+                later = bool(err or (later and top.const.beta != 0))
+                du[t, b, o] = later
+    out[top.name] = [int(du[t].sum()) for t in range(steps)]
+    above_du = du
+    for i in range(readout - 1, min(params.learners) - 1, -1):
+        lp, above = layers[i], layers[i + 1]
+        ga, n = above.geometry, lp.geometry.n_out
+        du = np.zeros((steps, batch, n), bool)
+        for b in range(batch):
+            for t in reversed(range(steps)):
+                do = np.zeros(n, bool)
+                d = above_du[t, b].reshape(ga.channels, ga.positions)
+                for o in range(ga.channels):
+                    for p in range(ga.positions):
+                        if not d[o, p]:
+                            continue
+                        for tap in range(ga.taps):
+                            j = ga.idx[tap, p]
+                            if j >= 0 and above.weight[o, tap] != 0:
+                                do[j] = True
+                if lp.kind == "recurrent" and t + 1 < steps:
+                    for o in range(n):
+                        if du[t + 1, b, o]:
+                            do |= lp.rec_weight[o] != 0
+                psi = log[(t, lp.name, "psi")][b] != 0
+                nxt = du[t + 1, b] if t + 1 < steps and lp.const.beta != 0 else np.zeros(n, bool)
+                du[t, b] = (psi & do) | nxt
+        out[lp.name] = [int(du[t].sum()) for t in range(steps)]
+        above_du = du
+    return out
+
+
+@pytest.mark.parametrize("network", [DENSE, CONV], ids=["dense+recurrent", "conv"])
+def test_measured_bptt_delta_equals_brute_force(network):
+    from hwmodel.activity import bptt_delta_series
+    from stllr.learning import window_start
+
+    config = make_config(network, {"window": 3}, batch=3, steps=6)
+    model = IntNetwork.from_float(float_net(config, 1, 3.0), QuantConfig(), lr=config.train.lr)
+    params = model.params
+    x = spikes_in((3, 6, *network["input_shape"]), 0.4, 2, binary=True)
+    result = model.run(x, np.array([0, 1, 2]), train=True, log=True, apply=False)
+    start = window_start(6, 3)
+    got = bptt_delta_series(params, result.log, 3, 6, start)
+    assert got == _reach_reference(params, result.log, 3, 6, start)
+    assert all(sum(v) > 0 for v in got.values())  # the reference is not vacuous
+    psi_nz = sum(int((result.log[(t, "layer0", "psi")] != 0).sum()) for t in range(6))
+    assert sum(got["layer0"]) >= min(psi_nz, 1)  # du reaches back from where psi do != 0
+
+
+# ------------------------------------------------------------ compare: one answer per (T, k)
+
+
+def test_compare_top_table_is_the_sweep_row_and_truncation_is_exact(tmp_path, capsys):
+    """With a measured activity the ratios at the configured (T, k) and the sweep's row for
+    that (T, k) are one computation; a smaller k at the same T (batch update) is the run's
+    last k window steps, whose S-TLLR counts equal a run measured with that k, key by key."""
+    from hwmodel.estimate import estimate_at
+
+    data = {**BASE, "learning": {"loss": "mse", "window": 4}}
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    config = parse_config(data)
+    x = spikes_in((3, 6, 12), 0.4, 0, True)
+    y = np.array([0, 1, 2])
+
+    def measured(window):
+        conf = config.model_copy(update={"learning": config.learning.model_copy(update={"window": window})})
+        model = IntNetwork.from_float(float_net(conf, 0, 3.0), QuantConfig(), lr=conf.train.lr)
+        payload, _ = measure_activity(model, conf, QuantConfig(), x, y)
+        return payload, model
+
+    payload, _ = measured(4)
+    act = tmp_path / "act.json"
+    atomic_write_json(act, payload)
+    rc, out, err = run_cli(["compare", "--net", cfg, "--activity", act, "--ks", "2,4,6", "--json"], capsys)
+    assert rc == 0, err
+    result = json.loads(out)
+    rows = {r["window"]: r for r in result["sweep"]}
+    assert [rows[k]["activity"] for k in (2, 4, 6)] == ["measured, last k steps", "measured", "rates from measured"]
+    for key, value in result["ratios_bptt_over_stllr"].items():
+        assert rows[4][key] == value, key
+    # k = 2 from the k = 4 run == a run measured with k = 2 (S-TLLR counts, key by key)
+    inputs = inputs_for(config, 6)
+    layers = build_layers(config, inputs.quant)
+    est = estimate(inputs, load_activity(act, inputs, layers))
+    at2, source = estimate_at(est, 6, 2)
+    payload2, model2 = measured(2)
+    config2 = config.model_copy(update={"learning": config.learning.model_copy(update={"window": 2})})
+    inputs2 = inputs_for(config2, 6)
+    direct = estimate(inputs2, parse_activity(payload2, "mem", inputs2, layers))
+    assert source == "measured, last k steps"
+    assert at2.results["stllr"].counts == direct.results["stllr"].counts
+    assert_counts_equal(direct.results["stllr"].counts, model2.ops)
+
+
+def test_learning_rate_that_rounds_to_zero_is_a_warning(tmp_path, capsys):
+    """SHD at the code's window with the default learning_rate format u16.24: eta =
+    lr / (B k) = 1.7e-8 rounds to 0. The estimate warns, naming both fixes, and costs the
+    write with the eta the fix gives (a multiply), instead of aborting."""
+    data = yaml.safe_load((ROOT / "configs" / "paper_shd.yaml").read_text())
+    del data["quant"]
+    cfg = tmp_path / "shd.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    est = estimate(load_inputs(cfg))
+    assert len(est.warnings) == 1
+    warning = est.warnings[0]
+    assert "quantizes to 0 in quant.learning_rate u16.24 (B = 128, k = 90)" in warning
+    # 25 fraction bits make eta non-zero; u16.33 is the most the weight write allows (s8.6 weights aligned
+    # by 33 + 16 - 6 = 43 bits: 8 + 43 + 2 = 53); lr above 0.5 lsb x B k = 2^-25 x 11520
+    assert "at least 25 fraction bits (e.g. u16.33) or raise train.lr above 0.000343" in warning
+    writes = est.results["stllr"].counts
+    assert sum(n for key, n in writes.items() if key.phase == "weight_write" and key.kind == "mul") == 450 * 700 + \
+        450 * 450 + 450 + 20 * 450 + 20  # one eta multiply per parameter (once per batch)
+    rc, out, err = run_cli(["compare", cfg, "--ks", "10,53,90", "--json"], capsys)
+    assert rc == 0
+    lines = err.splitlines()
+    assert all(line.startswith("hwmodel: warning: train.lr / (batch * window) = ") for line in lines)
+    assert [line.split("(B = 128, k = ")[1].split(")")[0] for line in lines] == ["90", "53"]
+    rows = json.loads(out)["sweep"]
+    assert [len(r["warnings"]) for r in rows] == [0, 1, 1]
+    rc, out, err = run_cli(["estimate", cfg, "--out", tmp_path / "cost.txt"], capsys)
+    assert rc == 0 and "warning: train.lr / (batch * window)" in (tmp_path / "cost.txt").read_text()
+
+
+# -------------------------------------------------------------------------- CLI (issue 10)
+
+
+def test_net_flag_and_positional_config(tmp_path, capsys):
+    cfg = ROOT / "configs" / "paper_shd_k10.yaml"
+    rc, by_flag, err = run_cli(["estimate", "--net", cfg, "--json"], capsys)
+    assert rc == 0, err
+    rc, positional, err = run_cli(["estimate", cfg, "--json"], capsys)
+    assert rc == 0 and by_flag == positional
+    rc, _, err = run_cli(["compare", "--net", cfg, "--ks", "1", "--json"], capsys)
+    assert rc == 0, err
+    for command in ("estimate", "compare", "measure"):
+        out_flag = ["--out", tmp_path / "a.json"] if command == "measure" else []
+        rc, out, err = run_cli([command, cfg, "--net", cfg, *out_flag], capsys)
+        assert rc == 2 and out == ""
+        assert err == f"hwmodel {command}: error: the config is given twice ({cfg} and --net {cfg}): give it once\n"
+        rc, _, err = run_cli([command, *out_flag], capsys)
+        assert rc == 2 and err == f"hwmodel {command}: error: no config: give CONFIG or --net CONFIG\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_op_classes_apart_and_summed():
+    est = estimate(load_inputs(ROOT / "configs" / "paper_dvs_gesture.yaml"))
+    for mode, r in est.results.items():
+        kinds = {kind: r.ops_per_sample((kind,)) for kind in ("syn_add", "mul", "mac")}
+        assert r.class_per_sample("ac") == kinds["syn_add"] and r.class_per_sample("mul") == kinds["mul"]
+        assert r.class_per_sample("mac") == kinds["mac"]
+        assert r.ac_mul_mac_per_sample == pytest.approx(sum(kinds.values()))
+    assert est.results["inference"].class_per_sample("mac") > 0  # layer 0 multiplies u8 event counts
+    assert est.results["stllr"].class_per_sample("ac") == est.results["bptt"].class_per_sample("ac")
+
+
+def test_weight_reads_cost_the_same_in_training_and_inference():
+    """Weights and update accumulators in separate banks by default (DFA matrices too)."""
+    for signal in ("bp", "dfa"):
+        config = make_config(CONV, {"window": 2, "learning_signal": signal}, steps=4)
+        est = estimate(inputs_for(config, 4))
+        costs = {mode: r.banks["sram_weights"].pj_per_bit for mode, r in est.results.items()}
+        assert costs["inference"] == costs["stllr"] == costs["bptt"] > 0
+        stllr = est.results["stllr"]
+        assert {t.memory for t in stllr.memory if t.tensor in ("update", "bias_update")} == {"sram_updates"}
+        assert stllr.banks["sram_updates"].contents_bits == stllr.gradient_bits
+
+
+def test_placement_per_layer(tmp_path, capsys):
+    data = {**BASE, "hardware": {"placement": {**HardwareConfig().placement, "layer1.rec_weight": "dram",
+                                               "layer0.pre_trace": "registers"}}}
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    est = estimate(load_inputs(cfg))
+    r = est.results["stllr"]
+    where = {(t.layer, t.tensor): t.memory for t in r.memory}
+    assert where[("layer1", "rec_weight")] == "dram" and where[("layer0", "weight")] == "sram_weights"
+    assert where[("layer0", "pre_trace")] == "registers" and where[("layer1", "pre_trace")] == "sram_state"
+    reads = [row for row in r.traffic() if row["tensor"] == "rec_weight"]
+    assert reads and all(row["memory"] == "dram" for row in reads)
+    dram_bits = sum(n * int(k.width) for k, n in r.counts.items() if k.tensor == "rec_weight"
+                    and k.kind in ("read", "write"))
+    assert r.banks["dram"].accessed_bits == dram_bits > 0
+    for key, what in (("layer7.weight", "no such layer (network has 3)"), ("layer0.wieght", "unknown tensor"),
+                      ("layer0.default", "unknown tensor")):
+        bad = {**BASE, "hardware": {"placement": {"default": "sram_state", key: "dram"}}}
+        cfg.write_text(yaml.safe_dump(bad))
+        rc, _, err = run_cli(["estimate", cfg], capsys)
+        assert rc == 2 and f"hardware.placement.{key}" in err and what in err, err
+
+
+def test_redirected_tables_are_whole_and_in_kib(tmp_path):
+    """Written to a pipe, the tables are not cut to 80 columns; sizes are binary (KiB)."""
+    proc = subprocess.run([sys.executable, "-m", "hwmodel", "compare", "--net", "configs/paper_dvs_cifar10.yaml",
+                           "--ks", "1,5,10"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(map(len, lines)) > 150 and "…" not in proc.stdout
+    header = next(line for line in lines if "AC+MUL+MAC dense" in line and "S-TLLR state" in line)
+    assert "activity" in header and "energy" in header
+    assert "KiB" in proc.stdout and "kB" not in proc.stdout
+    assert report_bits(8 * 1024) == "1 KiB" and report_bits(8 * 1536 * 1024) == "1.5 MiB" and report_bits(8) == "1 B"
+
+
+def report_bits(bits):
+    from hwmodel.report import bits_str
+
+    return bits_str(bits)
+
+
+def test_compare_csv_and_plot(tmp_path, capsys):
+    out, png = tmp_path / "sweep.csv", tmp_path / "sweep.png"
+    rc, _, err = run_cli(["compare", "--net", ROOT / "configs" / "paper_shd.yaml", "--ks", "10,90", "--steps-list",
+                          "90,100", "--csv", "--out", out, "--plot", png], capsys)
+    assert rc == 0, err
+    rows = list(__import__("csv").DictReader(out.read_text().splitlines()))
+    assert [(r["steps"], r["window"]) for r in rows] == [("90", "10"), ("90", "90"), ("100", "10"), ("100", "90")]
+    code = {(r["steps"], r["window"]): r for r in rows}[("100", "90")]
+    assert float(code["ac_mul_mac"]) < 1 and float(code["energy"]) < 1  # the code's SHD window: S-TLLR loses
+    assert float(code["state_memory"]) > 30
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rc, _, err = run_cli(["compare", ROOT / "configs" / "paper_shd.yaml", "--plot", tmp_path / "x.jpg"], capsys)
+    assert rc == 2 and "--plot" in err and ".png" in err
+    rc, _, err = run_cli(["compare", ROOT / "configs" / "paper_shd.yaml", "--csv", "--json"], capsys)
+    assert rc == 2 and "--json and --csv" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.csv", "sweep.png"]
+
+
+def test_detail_prints_the_datapath_spec(tmp_path, capsys):
+    """--detail: every op of the spec in step order, with what it computes and how often it
+    runs for the costed run; the shift table and the intermediate widths of every layer."""
+    from fixedpoint import spec
+    from hwmodel.estimate import layer_shape
+
+    cfg = tmp_path / "net.yaml"
+    cfg.write_text(yaml.safe_dump(BASE))
+    out = tmp_path / "detail.txt"
+    rc, _, err = run_cli(["estimate", "--net", cfg, "--detail", "--out", out], capsys)
+    assert rc == 0, err
+    text = out.read_text()
+    config = parse_config(BASE)
+    layers = build_layers(config, QuantConfig())
+    shapes = [layer_shape(ly) for ly in layers]
+    ops = spec.network_spec(shapes, spec.Learning("bp", "reference", (0, 1, 2)))
+    est = estimate(inputs_for(config, 6))
+    rows = json.loads(json.dumps(__import__("hwmodel.report", fromlist=["x"]).datapath_rows(est)))
+    for ly in layers:
+        assert f"{ly.name}: datapath spec, one S-TLLR training step in order" in text
+        table = rows[ly.name]["ops"]
+        assert [(r["phase"], r["kind"], r["width"], r["what"]) for r in table[:len(ops[ly.index])]] == \
+            [(op.phase, op.kind, op.width, op.what) for op in ops[ly.index]]
+        assert table[len(ops[ly.index])]["phase"] == "weight_write"
+        for op in ops[ly.index]:
+            if op.what:
+                assert op.what in text
+        first = table[0]  # the synaptic loop: events x C_out per sample
+        assert first["runs_per_sample"] == pytest.approx(est.activity.get(ly.index, "events") / 3 * ly.channels)
+        assert {s["name"] for s in rows[ly.name]["shifts"]} >= {"SH_W_CUR", "SH_MEM", "SH_U", "SH_WW"}
+        for shift in spec.network_shifts(shapes)[ly.index].values():
+            assert f"│ {shift.name:<10} │ {shift.value:>4} │" in text
+        assert f"{ly.name}: exact intermediate widths" in text
+    assert "W[o, j]" in text  # rich markup does not eat the brackets
+
+
+def test_estimate_start_up_imports_neither_numba_nor_torch():
+    code = ("import sys; from hwmodel.cli import main; rc = main(['estimate', '--net', 'configs/paper_shd.yaml', "
+            "'--timing']); assert rc == 0; bad = [m for m in ('numba', 'torch', 'hwmodel.activity') "
+            "if m in sys.modules]; assert not bad, bad")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    timing = proc.stderr.strip().splitlines()[-1]
+    assert timing.startswith("hwmodel timing: start-up ") and "process CPU time" in timing
