@@ -18,7 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stllr.errors import InputError, Parser
+from stllr.errors import Parser
 
 
 def _with_overrides(config, args):

@@ -374,7 +374,7 @@ class EmulatedNetwork:
 
     def run(self, x, target=None, train: bool = False, log: bool = False):
         """Same as IntNetwork.run; returns (readout y (B, T, classes) real, spikes list, log)."""
-        from stllr.learning import window_start
+        from stllr.config import window_start
 
         x = torch.as_tensor(np.asarray(x), dtype=D)
         batch, steps = x.shape[0], x.shape[1]

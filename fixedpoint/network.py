@@ -844,14 +844,14 @@ class IntNetwork:
 
     def run(self, x, target=None, train: bool = False, log: bool = False, apply: bool = True) -> IntResult:
         """One batch: inference, or S-TLLR training with the weight write (if ``apply``)."""
-        from stllr.learning import window_start
+        from stllr.config import learning_window, window_start
 
         x = np.asarray(x)
         batch, steps = x.shape[0], x.shape[1]
         codes = self._step_codes(x.reshape(batch, steps, -1))  # (T, B, n)
         params = self.params
-        start = window_start(steps, params.window) if train else steps
-        k = steps - start if train else (steps - window_start(steps, params.window))
+        k = learning_window(steps, params.window)
+        start = steps - k if train else steps
         etas = self.etas(batch, k) if train else {}
         ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None,
                           spec=params_spec(params, train))

@@ -510,7 +510,7 @@ def compare(qat: QATNetwork, int_net, x: np.ndarray, y: np.ndarray | None = None
     Readout: the QAT y[t] times 2**frac(readout membrane) must be the integer code.
     Prediction: argmax of y summed over the window of the last k steps, in both.
     """
-    from stllr.learning import window_start
+    from stllr.config import window_start
 
     frac = int_net.params.layers[-1].fmts.membrane.frac
     window = int_net.params.window

@@ -42,7 +42,6 @@ fraction).  This is how the float emulation of the fixed-point model stays bit-e
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

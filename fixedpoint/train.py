@@ -85,9 +85,9 @@ def build_int_network(config, from_checkpoint: Path | None = None):
 
 def check_learning_rates(model, config, num_samples: int, num_steps: int) -> None:
     """eta = lr / (B k) must fit quant.learning_rate for every batch size the epoch uses."""
-    from stllr.learning import window_start
+    from stllr.config import learning_window
 
-    k = num_steps - window_start(num_steps, config.learning.window)
+    k = learning_window(num_steps, config.learning.window)
     batch = config.train.batch_size
     sizes = {min(batch, num_samples)}
     if num_samples % batch:
@@ -102,7 +102,7 @@ def check_learning_rates(model, config, num_samples: int, num_steps: int) -> Non
 def _float_window_loss(result, target: np.ndarray, model, num_steps: int) -> float:
     """The float loop's objective on the integer readout (reporting only): per sample the
     mean over the window of 0.5 ||y[t] - onehot||^2, summed over the batch."""
-    from stllr.learning import window_start
+    from stllr.config import window_start
 
     start = window_start(num_steps, model.params.window)
     fmt = model.params.layers[-1].fmts.membrane
@@ -385,9 +385,9 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
     is created. ``report`` receives the overflow summary at the end of every run;
     ``stop_after_epoch`` simulates an interruption (tests of resume).
     """
-    from stllr.config import config_to_dict
-    from stllr.data import load_data
     from stllr.atomic import atomic_write_text
+    from stllr.config import config_to_dict, learning_window
+    from stllr.data import load_data
     from stllr.train import check_data_matches
 
     out_dir = Path(out_dir)
@@ -401,7 +401,7 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
     quant = quant_of(config)
     metrics = IntTrainMetrics(
         model="integer", rule=config.learning.rule, learning_signal=config.learning.learning_signal,
-        window=config.learning.window or train_set.num_steps, num_steps=train_set.num_steps,
+        window=learning_window(train_set.num_steps, config.learning.window), num_steps=train_set.num_steps,
         seed=config.train.seed, lr=config.train.lr, batch_size=config.train.batch_size,
         init="float checkpoint" if from_checkpoint is not None else "scratch",
         init_checkpoint=str(from_checkpoint) if from_checkpoint is not None else None,

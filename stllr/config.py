@@ -274,6 +274,23 @@ def resolve_layer(network: NetworkConfig, learning: LearningConfig, index: int) 
     )
 
 
+# ------------------------------------------------------------------------- window
+
+
+def learning_window(num_steps: int, window: int | None) -> int:
+    """k, the number of last steps that carry a loss and a learning signal:
+    ``learning.window``, or T when null. The one place k is resolved."""
+    k = num_steps if window is None else window
+    if k > num_steps:
+        raise InputError(f"learning.window = {k} exceeds the number of time steps T = {num_steps}")
+    return k
+
+
+def window_start(num_steps: int, window: int | None) -> int:
+    """First time index (0-based) inside the learning window: T - k."""
+    return num_steps - learning_window(num_steps, window)
+
+
 # ---------------------------------------------------------------------------- loading
 
 

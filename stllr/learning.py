@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from stllr.config import window_start  # noqa: F401 - also re-exported for callers
 from stllr.network import SpikingNetwork
 
 
@@ -28,14 +29,6 @@ class BatchResult:
     loss: float  # the objective above, for this batch
     correct: int  # samples whose window-summed readout argmax equals the target
     prediction: torch.Tensor  # (B,) predicted classes
-
-
-def window_start(num_steps: int, window: int | None) -> int:
-    """First time index (0-based) inside the learning window of the last k steps."""
-    k = num_steps if window is None else window
-    if k > num_steps:
-        raise ValueError(f"learning.window = {k} exceeds the number of time steps T = {num_steps}")
-    return num_steps - k
 
 
 def step_loss(y: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:

@@ -24,10 +24,10 @@ import yaml
 from pydantic import ConfigDict, Field
 
 from stllr.atomic import atomic_path, atomic_write_text, remove_stale_temps
-from stllr.config import Config, config_to_dict, layer_shapes, parse_config
+from stllr.config import Config, config_to_dict, layer_shapes, learning_window, parse_config
 from stllr.data import EventDataset, iterate_batches, load_data
 from stllr.errors import InputError
-from stllr.learning import bptt_batch, evaluate_batch, learning_layers, stllr_batch, window_start
+from stllr.learning import bptt_batch, evaluate_batch, learning_layers, stllr_batch
 from stllr.network import SpikingNetwork
 from stllr.rundir import check_resume_config, plan_run
 from stllr.schema import StrictModel, validate
@@ -53,10 +53,7 @@ def check_data_matches(config: Config, dataset: EventDataset, source: str) -> No
     if dataset.num_classes > classes:
         raise InputError(f"network.layers.{len(config.network.layers) - 1}.size = {classes} is smaller than the "
                          f"{dataset.num_classes} classes of {source}")
-    try:
-        window_start(dataset.num_steps, config.learning.window)
-    except ValueError as error:
-        raise InputError(str(error)) from None
+    learning_window(dataset.num_steps, config.learning.window)
 
 
 def build_network(config: Config) -> SpikingNetwork:
@@ -262,7 +259,7 @@ def train(config: Config, out_dir: Path, resume: bool = False,
     net = build_network(config)
     optimizer = build_optimizer(net, config)
     metrics = TrainMetrics(rule=config.learning.rule, learning_signal=config.learning.learning_signal,
-                           window=config.learning.window or train_set.num_steps, num_steps=train_set.num_steps,
+                           window=learning_window(train_set.num_steps, config.learning.window), num_steps=train_set.num_steps,
                            seed=config.train.seed, epochs=[], wall_time_s=0.0)
     first_epoch = 0
     if resuming:
