@@ -143,6 +143,10 @@ HW_FIELDS = {
     "placement.weight": (st.sampled_from(["registers", "sram_weights", "sram_state", "dram"]),
                          ["hbm", "", "[red]x", 5, None]),
     "placement.wieght": (st.nothing(), ["dram"]),  # a typo: the tensor does not exist
+    "placement.layer0:weight": (st.sampled_from(["registers", "sram_weights", "sram_updates", "dram"]),
+                                ["hbm", "", 5, None]),  # one layer's tensor (":" stands for "." in a key)
+    "placement.layer0:wieght": (st.nothing(), ["dram"]),
+    "placement.layer1:default": (st.nothing(), ["dram"]),  # default is not a tensor of a layer
     "name": (st.text(st.characters(blacklist_categories=("Cs",)), max_size=40), [5, "x" * 201, None]),
     "energy.ops.rng.pj": (st.floats(0.0, 1e9), [-1.0, INF, True, 1e10]),
     "energy.ops.add.anchors.8": (PJ, [0, -0.03, INF, True]),
@@ -176,7 +180,7 @@ def test_estimate_hardware_field(world, case):
     out = folder / "cost.json"
     argv += ["--json", "--out", out]
     if not valid:
-        refused(world, argv, [str(source), f"hardware.{field}"])
+        refused(world, argv, [str(source), f"hardware.{field.replace(':', '.')}"])
         return
     payload = accepted_json(argv, out)
     reported = {"clock_mhz": "clock_mhz", "lanes": "lanes", "samples_in_flight": "samples_in_flight", "name": "name"}
@@ -185,6 +189,9 @@ def test_estimate_hardware_field(world, case):
     if field == "placement.weight":
         weights = [t for t in payload["modes"]["stllr"]["memory"] if t["tensor"] == "weight"]
         assert weights and all(t["memory"] == value for t in weights)
+    if field == "placement.layer0:weight":
+        weights = {t["layer"]: t["memory"] for t in payload["modes"]["stllr"]["memory"] if t["tensor"] == "weight"}
+        assert weights == {"layer0": value, "layer1": "sram_weights"}
     assert payload["modes"]["stllr"]["summary"]["energy_pj"] > 0
 
 
@@ -205,6 +212,9 @@ ACT_FIELDS = {
     "layers.layer0.photons": (None, [[0] * T], "layers.layer0.photons"),
     "layers.layer0.psi": (st.lists(st.integers(0, BATCH * HIDDEN), min_size=T, max_size=T),
                           [None, [0] * T + [0], [BATCH * HIDDEN + 1] * T], "layers.layer0.psi"),
+    "layers.layer0.bptt_delta.1": (st.integers(0, BATCH * HIDDEN), [BATCH * HIDDEN + 1, -1, True, 0.5],
+                                   "layers.layer0.bptt_delta"),
+    "layers.layer1.bptt_delta": (None, [DELETE], "layers.layer1.bptt_delta"),  # one layer of the path without
     "layers.layer0.events": (None, [DELETE, [0] * (T - 1), [0] * (T + 1), {}], "layers.layer0.events"),
     "layers.layer2": (None, [{"events": [0] * T}], "layers.layer2"),
     "layers.layer1": (None, [DELETE], "layers.layer1"),
@@ -254,6 +264,10 @@ def test_estimate_activity_field(world, case):
     assert payload["activity"]["input_rates"][0] == pytest.approx(sum(events) / (data["run"]["batch"] * T * N_IN))
     assert payload["activity"]["overflow_events"] == (data["overflow"]["total_events"] if "overflow" in data
                                                       else None)
+    deltas = [data["layers"][name]["bptt_delta"] for name in ("layer0", "layer1")]
+    assert payload["activity"]["bptt_delta_source"] == "measured"
+    assert payload["activity"]["bptt_delta"] == pytest.approx(
+        [sum(deltas[0]) / (data["run"]["batch"] * T * HIDDEN), sum(deltas[1]) / (data["run"]["batch"] * T * CLASSES)])
 
 
 # ---------------------------------------------------------------------- flags (hypothesis)
@@ -480,6 +494,62 @@ def test_inference_activity_costs_inference(world):
     payload = accepted_json(["estimate", world / "base.yaml", "--activity", world / "act_inf.json",
                              "--modes", "inference", "--json", "--out", out], out)
     assert set(payload["modes"]) == {"inference"} and payload["activity"]["measured"] is True
+
+
+def test_activity_without_bptt_deltas_is_costed_with_a_warning(world, capsys):
+    """A file written before bptt_delta was measured: BPTT falls back to the rates' delta
+    density, and says so (stderr and JSON)."""
+    folder = case_dir(world)
+    data = json.loads((world / "act.json").read_text())
+    for layer in data["layers"].values():
+        del layer["bptt_delta"]
+    act = folder / "old.json"
+    act.write_text(json.dumps(data))
+    out = folder / "cost.json"
+    outcome = run(main, ["estimate", world / "base.yaml", "--activity", act, "--json", "--out", out])
+    assert_accepted(outcome)
+    payload = json.loads(out.read_text())
+    assert payload["activity"]["bptt_delta_source"] == "rates" and payload["activity"]["bptt_delta"] == [1.0, 1.0]
+    assert len(payload["warnings"]) == 1 and "no BPTT deltas" in payload["warnings"][0]
+    assert outcome.stderr.startswith("hwmodel: warning: ") and "old.json" in outcome.stderr
+
+
+def test_bptt_delta_in_an_inference_run_is_refused(world):
+    folder = case_dir(world)
+    data = json.loads((world / "act_inf.json").read_text())
+    data["layers"]["layer0"]["bptt_delta"] = [0] * T
+    act = folder / "inf.json"
+    act.write_text(json.dumps(data))
+    refused(world, ["estimate", world / "base.yaml", "--activity", act, "--modes", "inference"],
+            [str(act), "layers.layer0.bptt_delta", "training quantity"])
+
+
+@pytest.mark.parametrize("command", ["estimate", "compare", "measure"])
+def test_config_given_twice_or_not_at_all(world, command):
+    folder = case_dir(world)
+    out = ["--out", folder / "x.json"]
+    refused(world, [command, world / "base.yaml", "--net", world / "hw.yaml", *out],
+            [f"hwmodel {command}", "given twice", "--net"])
+    refused(world, [command, *out], [f"hwmodel {command}", "no config", "--net CONFIG"])
+    refused(world, [command, "--net", world / "missing.yaml", *out], ["missing.yaml"])
+
+
+def test_compare_csv_and_plot_outputs(world):
+    """compare --csv --out X --plot Y: both written together, or neither when one is refused."""
+    folder = case_dir(world)
+    out, png = folder / "new" / "sweep.csv", folder / "new" / "sweep.png"
+    assert_accepted(run(main, ["compare", "--net", world / "base.yaml", "--ks", "1,2", "--csv", "--out", out,
+                               "--plot", png]))
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("steps,window,activity,state_memory") and len(lines) == 3
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other = folder / "other.csv"
+    refused(world, ["compare", world / "base.yaml", "--csv", "--out", other, "--plot", folder / "p.svg"],
+            ["--plot", ".png"])
+    refused(world, ["compare", world / "base.yaml", "--csv", "--json", "--out", other], ["--json", "--csv"])
+    refused(world, ["compare", world / "base.yaml", "--csv", "--out", folder / "o.png", "--plot", folder / "o.png"],
+            ["--plot", "same file"])
+    assert not other.exists()
 
 
 # ------------------------------------------------------------------------------ measure
