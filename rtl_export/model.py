@@ -17,7 +17,7 @@ import numpy as np
 
 from fixedpoint.config import QuantConfig
 from fixedpoint.formats import FixedFormat
-from stllr.config import Config, layer_shapes, layer_weight_count
+from stllr.config import Config, layer_shapes, layer_weight_count, learning_window
 from stllr.errors import InputError
 from stllr.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS
 
@@ -88,7 +88,7 @@ def check_run_args(samples: int, steps: int, density: float | None, seed: int) -
 
 def set_words(config: Config, samples: int, steps: int) -> int:
     """An upper bound of the words a vector set of ``config`` holds (from the config alone)."""
-    k = min(config.learning.window or steps, steps)
+    k = min(config.learning.window or steps, steps)  # a bound: k > T is refused later, by name
     writes = k if config.learning.update == "online" else 1
     per_sample = 1
     for layer, (shape_in, shape_out) in zip(config.network.layers, layer_shapes(config.network)):
@@ -121,10 +121,7 @@ def num_steps(config: Config, steps: int | None) -> int:
 
 def window_of(config: Config, steps: int) -> int:
     """k (learning.window, or T when null); InputError when k > T."""
-    k = config.learning.window or steps
-    if k > steps:
-        raise InputError(f"learning.window = {k} exceeds the number of time steps T = {steps}")
-    return k
+    return learning_window(steps, config.learning.window)
 
 
 def load_inputs(config: Config, samples: int, steps: int, density: float | None, seed: int

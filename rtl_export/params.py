@@ -80,55 +80,22 @@ def network_params(model, steps: int, window: int, seed: int) -> list[Param]:
     return out
 
 
+#: The shifts rtl/stllr_layer.v reads (a subset of the datapath spec's table: the core has
+#: no recurrent path and receives the learning signal on a port).
+RTL_SHIFTS = ("SH_W_CUR", "SH_REC_CUR", "SH_B_CUR", "SH_CUR", "SH_BV", "SH_CM", "SH_MEM", "SH_PSI_TRI",
+              "SH_P_DEC", "SH_P_IN", "SH_P", "SH_Q_DEC", "SH_Q_IN", "SH_Q", "SH_QB_DEC", "SH_QB_IN", "SH_QB",
+              "SH_A", "SH_M", "SH_N", "SH_EC", "SH_EN", "SH_U", "SH_DB", "SH_DBX", "SH_DBN", "SH_WW", "SH_WA",
+              "SH_BW", "SH_BA")
+
+
 def layer_shifts(lp) -> list[Param]:
-    """Alignment shifts of one layer (docs/fixedpoint_model.md section 3, rows 2..15)."""
-    f = lp.fmts
-    fw, fb, fx, fc, fm = f.weight.frac, f.bias.frac, f.input.frac, f.current.frac, f.membrane.frac
-    fl, fd, fq, fp, fpsi = f.leak.frac, f.decay.frac, f.pre_trace.frac, f.post_trace.frac, f.psi.frac
-    fs, ff, fmod, fu, fe = f.psi_slope.frac, f.factor.frac, f.modulation.frac, f.update.frac, f.learning_rate.frac
-    fsig = (f.error if lp.kind == "readout" else f.learning_signal).frac
-    frac0 = max([fw + fx] + ([fw] if lp.kind == "recurrent" else []) + ([fb] if lp.bias is not None else []))
-    frac1 = max(fl + fm, fc)
-    fpq = max(fd + fp, fpsi)
-    fqq = max(fd + fq, fx)
-    fqb = max(fd + fq, 0)
-    frac_e = fmod + max(fq, fx)
-    fwr = max(fw, fe + fu)
-    fbr = max(fb, fe + fu)
-    spiking = lp.kind != "readout"
-    rows = [
-        ("SH_W_CUR", frac0 - (fw + fx), "W x aligned to the current sum (left)"),
-        ("SH_REC_CUR", frac0 - fw, "W_rec o[t-1] aligned to the current sum (left)"),
-        ("SH_B_CUR", frac0 - fb, "bias aligned to the current sum (left)"),
-        ("SH_CUR", frac0 - fc, "current sum -> current format"),
-        ("SH_BV", frac1 - (fl + fm), "beta v aligned to the membrane sum (left)"),
-        ("SH_CM", frac1 - fc, "current aligned to the membrane sum (left)"),
-        ("SH_MEM", frac1 - fm, "membrane sum -> membrane format"),
-        ("SH_PSI_TRI", fs + fm - fpsi, "triangle: slope * d -> psi format"),
-        ("SH_P_DEC", fpq - (fd + fp), "lambda_post p aligned (left)"),
-        ("SH_P_IN", fpq - fpsi, "psi aligned to the post-trace sum (left)"),
-        ("SH_P", fpq - fp, "post-trace sum -> post_trace format"),
-        ("SH_Q_DEC", fqq - (fd + fq), "lambda_pre q aligned (left)"),
-        ("SH_Q_IN", fqq - fx, "x aligned to the pre-trace sum (left)"),
-        ("SH_Q", fqq - fq, "pre-trace sum -> pre_trace format"),
-        ("SH_QB_DEC", fqb - (fd + fq), "lambda_pre q_b aligned (left)"),
-        ("SH_QB_IN", fqb, "the constant input 1 aligned (left)"),
-        ("SH_QB", fqb - fq, "bias-trace sum -> pre_trace format"),
-        ("SH_A", ff + fsig - fmod, "alpha * L -> modulation format"),
-        ("SH_M", fpsi if spiking else 0, "a_pre * psi -> modulation format"),
-        ("SH_N", fp, "a_post * p[t-1] -> modulation format"),
-        ("SH_EC", frac_e - fmod - fq, "m q aligned to the eligibility sum (left)"),
-        ("SH_EN", frac_e - fmod - fx, "n x aligned to the eligibility sum (left)"),
-        ("SH_U", frac_e - fu, "eligibility -> update format"),
-        ("SH_DB", fsig + (fpsi if spiking else 0) - fu, "reference bias: L psi -> update format"),
-        ("SH_DBX", fmod + fq - fu, "exact bias: m q_b + n -> update format"),
-        ("SH_DBN", fq, "exact bias: n aligned to m q_b (left)"),
-        ("SH_WW", fwr - fw, "weight write: W aligned (left) and the rounding shift back"),
-        ("SH_WA", fwr - fe - fu, "weight write: eta * acc aligned (left)"),
-        ("SH_BW", fbr - fb, "bias write: b aligned (left) and the rounding shift back"),
-        ("SH_BA", fbr - fe - fu, "bias write: eta * acc_b aligned (left)"),
-    ]
-    return [Param(name, value, comment) for name, value, comment in rows]
+    """Alignment shifts of one layer, from the datapath spec (fixedpoint.spec.layer_shifts,
+    docs/fixedpoint_model.md section 3)."""
+    from fixedpoint.network import layer_shape
+    from fixedpoint.spec import layer_shifts as spec_shifts
+
+    table = spec_shifts(layer_shape(lp))
+    return [Param(name, table[name].value, table[name].meaning) for name in RTL_SHIFTS]
 
 
 def _sb(fmt) -> int:
