@@ -33,7 +33,11 @@ def with_value(base: dict, path, value) -> dict:
 
 
 def run_cli(main, capsys, *argv) -> tuple[int, str, str]:
-    """``main(argv)`` in process: (exit code, stdout, stderr)."""
-    code = main([str(a) for a in argv])
+    """``main(argv)`` in process: (exit code, stdout, stderr); argparse's own refusals
+    (SystemExit) give their exit code too."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as stop:
+        code = stop.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err

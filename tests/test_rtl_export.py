@@ -28,6 +28,7 @@ from rtl_export.cli import main
 from rtl_export.golden import load_vectors
 from rtl_export.model import build_model
 from rtl_export.params import export_params, layer_params, layer_shifts, render_params
+from tests.conftest import run_cli
 from stllr.config import config_to_dict, load_config
 from stllr.errors import InputError
 
@@ -38,12 +39,7 @@ W4 = CONFIGS / "layer_w4_m12.yaml"
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as stop:  # argparse's own refusals (one line, exit 2)
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return run_cli(main, capsys, *argv)
 
 
 def _golden(capsys, out: Path, config: Path = W4, samples: int = 2, steps: int = 6) -> Path:
