@@ -36,8 +36,6 @@ from stllr.schema import MAX_STEPS
 MAX_LIST = 64
 #: Windows k swept by compare without --ks (those <= T).
 DEFAULT_KS = (1, 2, 5, 10)
-#: Console width for tables written to a file or a pipe: wide enough never to wrap them.
-WIDE = 1000
 
 
 # ------------------------------------------------------------------------------ flags
@@ -172,30 +170,23 @@ def _build(args, inputs, modes):
     return estimate(inputs, activity, modes)
 
 
-def _rich_text(draw) -> str:
-    """What ``draw(console)`` prints, as text (for --out): full width, never wrapped."""
+def _text(draw) -> str:
+    """What ``draw(console)`` prints, as plain text (for --out): tables whole, never wrapped."""
     from io import StringIO
 
-    from rich.console import Console
+    from hwmodel.textout import PlainConsole
 
     buffer = StringIO()
-    draw(Console(file=buffer, width=WIDE))
-    return _strip_right(buffer.getvalue())
-
-
-def _strip_right(text: str) -> str:
-    return "\n".join(line.rstrip() for line in text.split("\n"))
+    draw(PlainConsole(buffer))
+    return buffer.getvalue()
 
 
 def _show(draw) -> None:
-    """``draw(console)`` to stdout: a terminal gets its width and colours; a file or a pipe
-    gets the tables whole (no wrapping at 80 columns), as plain text."""
-    if sys.stdout.isatty():
-        from rich.console import Console
+    """``draw(console)`` to stdout: a terminal gets rich tables at its width; a file or a
+    pipe gets the plain tables whole (no wrapping at 80 columns)."""
+    from hwmodel.textout import PlainConsole, rich_console
 
-        draw(Console())
-    else:
-        sys.stdout.write(_rich_text(draw))
+    draw(rich_console() if sys.stdout.isatty() else PlainConsole())
 
 
 def _check_plot(path: str | None) -> None:
@@ -228,7 +219,7 @@ def _estimate(args) -> int:
     elif args.csv:
         text = report.to_csv(est)
     elif args.out:
-        text = _rich_text(lambda console: report.render(est, console, detail=args.detail, warnings=True))
+        text = _text(lambda console: report.render(est, console, detail=args.detail, warnings=True))
     else:
         text = None
     plot = [("--plot", args.plot, report.plot_png(est))] if args.plot else []
@@ -283,20 +274,17 @@ def _compare(args) -> int:
         return 0
 
     def draw(console, with_warnings: bool) -> None:
-        from rich.markup import escape
-
-        console.print(f"[bold]hwmodel compare[/bold] {escape(est.inputs.source)}: "
-                      f"{escape(report.network_line(est))}")
+        console.print(f"hwmodel compare {est.inputs.source}: {report.network_line(est)}")
         console.print("AC = synaptic accumulate (syn_add), MUL = multiply, MAC = multiply-accumulate; "
-                      "memory in KiB (1024 bytes)", markup=False)
+                      "memory in KiB (1024 bytes)")
         if with_warnings:  # a file stands alone; otherwise they go to stderr
             report.render_warnings(warnings, console)
-        console.print(report.ratio_table(report.ratios(est), "BPTT / S-TLLR at the configured T and k "
-                                                             "(> 1: S-TLLR needs less)"))
+        console.print(report.ratio_table(console, report.ratios(est), "BPTT / S-TLLR at the configured T and k "
+                                                                      "(> 1: S-TLLR needs less)"))
         report.render_sweep(rows, console)
 
     if args.out:
-        _emit(_rich_text(lambda console: draw(console, True)), args.out, plot)
+        _emit(_text(lambda console: draw(console, True)), args.out, plot)
     else:
         if plot:
             _write_outputs(plot)

@@ -323,24 +323,23 @@ def to_csv(est: Estimate) -> str:
 
 def render_warnings(warnings, console) -> None:
     for warning in warnings:
-        console.print(f"warning: {warning}", markup=False)
+        console.print(f"warning: {warning}")
 
 
 def render(est: Estimate, console, detail: bool = False, warnings: bool = True) -> None:
-    """The tables of ``hwmodel estimate`` (``warnings``: also print the estimate's warnings,
-    for a file that must stand alone; the CLI prints them to stderr)."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    console.print(f"[bold]hwmodel[/bold] {escape(est.inputs.source)}: {escape(network_line(est))}")
+    """The tables of ``hwmodel estimate`` on ``console`` (:mod:`hwmodel.textout`: plain text
+    for a file or a pipe, rich for a terminal). ``warnings``: also print the estimate's
+    warnings, for a file that must stand alone (the CLI prints them to stderr)."""
+    Table = console.table
+    console.print(f"hwmodel {est.inputs.source}: {network_line(est)}")
     hw = est.inputs.hardware
     console.print(f"hardware: {hw.name}, {hw.lanes} lanes at {hw.clock_mhz:g} MHz, "
-                  f"{hw.samples_in_flight} sample(s) in flight; energy: {hw.energy.source}", markup=False)
+                  f"{hw.samples_in_flight} sample(s) in flight; energy: {hw.energy.source}")
     console.print("units: per sample; memory in KiB/MiB (1 KiB = 1024 bytes); AC = synaptic accumulate "
-                  "(syn_add), MUL = multiply, MAC = multiply-accumulate", markup=False)
+                  "(syn_add), MUL = multiply, MAC = multiply-accumulate")
     if est.activity.overflow_events:
         console.print(f"warning: the measured run had {est.activity.overflow_events} overflow events "
-                      "(saturate/wrap): its counts are of clipped values", markup=False)
+                      "(saturate/wrap): its counts are of clipped values")
     if warnings:
         render_warnings(est.warnings, console)
 
@@ -417,7 +416,7 @@ def render(est: Estimate, console, detail: bool = False, warnings: bool = True) 
 
     rat = ratios(est)
     if rat:
-        console.print(ratio_table(rat, "BPTT / S-TLLR (> 1: S-TLLR needs less)"))
+        console.print(ratio_table(console, rat, "BPTT / S-TLLR (> 1: S-TLLR needs less)"))
 
     if detail:
         render_datapath(est, console)
@@ -457,10 +456,8 @@ def _bank_tensors(r, bank: str) -> list[str]:
     return out
 
 
-def ratio_table(rat: dict, title: str):
-    from rich.table import Table
-
-    table = Table(title=title)
+def ratio_table(console, rat: dict, title: str):
+    table = console.table(title=title)
     for _, column in RATIO_COLUMNS:
         table.add_column(column, justify="right")
     table.add_row(*(ratio_str(rat[key]) for key, _ in RATIO_COLUMNS))
@@ -469,8 +466,7 @@ def ratio_table(rat: dict, title: str):
 
 def render_datapath(est: Estimate, console) -> None:
     """The datapath spec per layer (``--detail``): ops in step order, shifts, widths."""
-    from rich.markup import escape
-    from rich.table import Table
+    Table = console.table
 
     setup = est.setup
     train = any(m != "inference" for m in est.results) and est.activity.train
@@ -484,7 +480,7 @@ def render_datapath(est: Estimate, console) -> None:
                            else "left")
         for row in data["ops"]:
             ops.add_row(str(row["step"]), row["phase"], row["kind"], row["width"], row["tensor"], row["memory"],
-                        escape(row["what"]), escape(row["quantity"]), f"{row['quantity_per_sample']:.6g}",
+                        row["what"], row["quantity"], f"{row['quantity_per_sample']:.6g}",
                         str(row["per"]), f"{row['runs_per_sample']:.6g}")
         console.print(ops)
         shifts = Table(title=f"{name}: shifts (fixedpoint.spec.layer_shifts; right shift into the destination "
@@ -492,13 +488,13 @@ def render_datapath(est: Estimate, console) -> None:
         for column in ("name", "bits", "meaning"):
             shifts.add_column(column, justify="right" if column == "bits" else "left")
         for row in data["shifts"]:
-            shifts.add_row(row["name"], str(row["value"]), escape(row["meaning"]))
+            shifts.add_row(row["name"], str(row["value"]), row["meaning"])
         console.print(shifts)
         widths = Table(title=f"{name}: exact intermediate widths (fixedpoint.spec.datapath_widths)")
         for column in ("phase", "intermediate", "bits"):
             widths.add_column(column, justify="right" if column == "bits" else "left")
         for row in data["widths"]:
-            widths.add_row(row["phase"], escape(row["intermediate"]), str(row["bits"]))
+            widths.add_row(row["phase"], row["intermediate"], str(row["bits"]))
         console.print(widths)
 
 
@@ -544,9 +540,7 @@ def sweep_csv(rows: list[dict]) -> str:
 
 
 def render_sweep(rows: list[dict], console) -> None:
-    from rich.table import Table
-
-    table = Table(title="BPTT / S-TLLR vs T and k (> 1: S-TLLR needs less)")
+    table = console.table(title="BPTT / S-TLLR vs T and k (> 1: S-TLLR needs less)")
     for column in ("T", "k", "activity", *(title for _, title in RATIO_COLUMNS if title != "latency"),
                    "S-TLLR state", "BPTT state"):
         table.add_column(column, justify="left" if column == "activity" else "right")
