@@ -341,18 +341,15 @@ class SweepEngine:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         spec = self.spec
         constraints = list(spec.constraints)
-
-        def constraints_func(trial):
-            return trial.user_attrs.get("constraints", [0.0] * len(constraints))
-
-        sampler = optuna.samplers.NSGAIISampler(
-            population_size=spec.population or min(10, max(2, spec.trials)), seed=spec.sampler_seed,
-            constraints_func=constraints_func if constraints else None)
+        sampler = optuna.samplers.NSGAIISampler(population_size=spec.population or min(10, max(2, spec.trials)),
+                                                seed=spec.sampler_seed)
         self.study = optuna.create_study(
             directions=["maximize" if o.goal == "max" else "minimize" for o in spec.objectives], sampler=sampler)
         self.distributions = {axis: CategoricalDistribution(list(range(len(values))))
                               for axis, values in self.plan.axes}
-        self._violations = lambda row: violations(row, constraints)
+        # Optuna's trial constraints (<= 0: holds); NSGA-II ranks infeasible trials last
+        self._violations = lambda row: {f"{i}:{c.metric}": v
+                                        for i, (c, v) in enumerate(zip(constraints, violations(row, constraints)))}
         preloaded = self._preload()
         self.trials_left = max(0, spec.trials - preloaded)
         if preloaded:
@@ -381,7 +378,7 @@ class SweepEngine:
             state = optuna.trial.TrialState.COMPLETE if values is not None else optuna.trial.TrialState.FAIL
             self.study.add_trial(optuna.trial.create_trial(
                 state=state, values=values, params=params, distributions=self.distributions,
-                user_attrs={"constraints": self._violations(row)}))
+                constraints=self._violations(row) if values is not None else None))
             count += 1
             if count >= self.spec.trials:
                 break
@@ -425,7 +422,9 @@ class SweepEngine:
             return
         values = self._objective_values(state.row)
         for trial in state.trials:
-            trial.set_user_attr("constraints", self._violations(state.row))
+            if values is not None:
+                for name, violation in self._violations(state.row).items():
+                    trial.set_constraint(name, violation)
             if values is None:
                 self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
             else:

@@ -105,6 +105,8 @@ def render(report: Report, console) -> None:
                   f"{sum(r['status'] != 'ok' for r in report.points)} failed; objectives: {escape(goals)}"
                   + (f"; constraints: {escape(bounds)}" if bounds else ""))
 
+    floats = any(r["float_accuracy"] is not None for r in report.points)
+
     def table(title: str, rows: list[dict], errors: bool) -> Table:
         t = Table(title=title, title_justify="left")
         t.add_column("front", justify="center")
@@ -113,15 +115,17 @@ def render(report: Report, console) -> None:
         for name, justify in (("status", "left"), ("int acc %", "right"), ("float acc %", "right"),
                               ("S-TLLR energy/sample", "right"), ("S-TLLR state", "right"),
                               ("S-TLLR memory", "right"), ("BPTT state", "right"), ("overflow", "right")):
-            t.add_column(name, justify=justify)
+            if name != "float acc %" or floats:
+                t.add_column(name, justify=justify)
         if errors:
             t.add_column("error", overflow="fold", max_width=60)
         for row in rows:
             axes = json.loads(row["axes"])
             cells = ["*" if row["on_front"] else ("" if row["feasible"] or row["status"] != "ok" else "x")]
             cells += [escape(describe_value(axes[a])) if a in axes else "" for a in report.axes]
-            cells += [row["status"], _acc(row), _pct(row["float_accuracy"]), _energy(row["stllr_energy_pj"]),
-                      _bits(row["stllr_state_bits"]), _bits(row["stllr_memory_bits"]), _bits(row["bptt_state_bits"]),
+            cells += [row["status"], _acc(row)] + ([_pct(row["float_accuracy"])] if floats else [])
+            cells += [_energy(row["stllr_energy_pj"]), _bits(row["stllr_state_bits"]), _bits(row["stllr_memory_bits"]),
+                      _bits(row["bptt_state_bits"]),
                       "-" if row["overflow_events"] is None else f"{row['overflow_events']:.0f}"]
             if errors:
                 cells.append(escape(row["error"] or ""))
@@ -219,14 +223,18 @@ def plot_pngs(report: Report) -> dict[str, bytes]:
 
     # accuracy vs S-TLLR energy: every point, the front of the objectives, and the 2-D front
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    rest = [r for r in ok if not r["on_front"]]
+    rest = [r for r in ok if not r["on_front"] and r["feasible"]]
+    outside = [r for r in ok if not r["feasible"]]
     front = [r for r in ok if r["on_front"]]
     ax.scatter([r["stllr_energy_pj"] * 1e-6 for r in rest], [100 * r["accuracy"] for r in rest], s=18,
                color="0.6", label="point")
+    if outside:
+        ax.scatter([r["stllr_energy_pj"] * 1e-6 for r in outside], [100 * r["accuracy"] for r in outside], s=18,
+                   marker="x", color="0.7", label="outside the constraints")
     ax.scatter([r["stllr_energy_pj"] * 1e-6 for r in front], [100 * r["accuracy"] for r in front], s=36,
                color="C3", label="on the Pareto front (all objectives)", zorder=3)
     staircase, best = [], -math.inf
-    for r in sorted(ok, key=lambda r: (r["stllr_energy_pj"], -r["accuracy"])):
+    for r in sorted((r for r in ok if r["feasible"]), key=lambda r: (r["stllr_energy_pj"], -r["accuracy"])):
         if r["accuracy"] > best:
             best = r["accuracy"]
             staircase.append((r["stllr_energy_pj"] * 1e-6, 100 * r["accuracy"]))
@@ -255,6 +263,9 @@ def plot_pngs(report: Report) -> dict[str, bytes]:
                 label=f"{rounding} (mean over the other axes)")
         for x in xs:
             ax.scatter([x] * len(by_bits[x]), by_bits[x], s=8, color=color, alpha=0.4)
+    widths = sorted({bits for by_bits in groups.values() for bits in by_bits})
+    if widths:
+        ax.set_xticks(widths)
     ax.set_xlabel("weight bits (quant.weight, sign included)")
     ax.set_ylabel("integer test accuracy (%)")
     ax.set_title("Accuracy vs weight width, per write rounding")
@@ -279,6 +290,8 @@ def plot_pngs(report: Report) -> dict[str, bytes]:
         for k in ks:
             ax.scatter([k] * len(by_k[k]), [r[f"{mode}_memory_bits"] / 8192 for r in by_k[k]], marker="x", s=20,
                        color=color, alpha=0.6, label=f"{name} all tensors" if k == ks[0] else None)
+    if with_k:
+        ax.set_xticks(sorted({k for _, k in with_k}))
     ax.set_xlabel("learning window k (steps)")
     ax.set_ylabel("memory (KiB)")
     ax.set_title("On-chip memory vs window")
