@@ -412,7 +412,7 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
     import numpy as np
 
     from fixedpoint.network import StepContext, _requant, dense_geometry
-    from stllr.learning import window_start
+    from stllr.config import window_start
 
     x = np.asarray(x, np.float64)
     batch, steps = x.shape[0], x.shape[1]

@@ -400,5 +400,8 @@ def fingerprint(config, quant) -> str:
 
 
 def window_of(config, steps: int) -> int:
-    """k: the learning window (learning.window, or T when null)."""
-    return steps if config.learning.window is None else config.learning.window
+    """k: the learning window (learning.window, or T when null), resolved where every part
+    resolves it (stllr.config.window_start)."""
+    from stllr.config import window_start
+
+    return steps - window_start(steps, config.learning.window)

@@ -890,7 +890,7 @@ def _reach_reference(params, log, batch, steps, start):
 @pytest.mark.parametrize("network", [DENSE, CONV], ids=["dense+recurrent", "conv"])
 def test_measured_bptt_delta_equals_brute_force(network):
     from hwmodel.activity import bptt_delta_series
-    from stllr.learning import window_start
+    from stllr.config import window_start
 
     config = make_config(network, {"window": 3}, batch=3, steps=6)
     model = IntNetwork.from_float(float_net(config, 1, 3.0), QuantConfig(), lr=config.train.lr)
