@@ -46,7 +46,7 @@ def _spec(folder: Path, epochs: int, seeds: int) -> Path:
 
 def _warm(client) -> None:
     """One tiny training on every worker: imports and numba cache loads out of the timing."""
-    from stllr.config import parse_config
+    from core.config import parse_config
     from sweep.evaluate import evaluate_run
 
     tiny = parse_config({
@@ -82,7 +82,8 @@ def _local(workers: int, spec: Path, out: Path):
 
     started = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                      silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+                      scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, silence_logs=logging.ERROR) as cluster, \
+            Client(cluster) as client:
         startup = time.perf_counter() - started
         _warm(client)
         wall, summary = _timed(spec, cluster.scheduler_address, out)
@@ -104,7 +105,8 @@ def _external(workers: int, spec: Path, out: Path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     started = time.perf_counter()
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
+                               "--dashboard-address", "127.0.0.1:0"],
                               **quiet)]
     try:
         procs += [subprocess.Popen([dask, "worker", address, "--nthreads", "1", "--no-dashboard"], **quiet)

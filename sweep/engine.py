@@ -89,8 +89,11 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, timeou
         finally:
             client.close()
         return
+    # dashboard off; the scheduler's remaining HTTP routes (health, metrics) on a free
+    # loopback port instead of 8787, which another cluster or a second sweep may hold
     cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                           dashboard_address=None, silence_logs=logging.ERROR)
+                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                           silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client

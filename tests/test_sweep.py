@@ -25,8 +25,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from stllr.cli import main
-from stllr.errors import InputError
+from apps.stllr import main
+from core.errors import InputError
 from sweep.pareto import dominates, pareto_front
 from sweep.spec import Constraint, Objective, apply_path, load_spec
 from sweep.store import RESULTS, Store
@@ -253,7 +253,8 @@ def cluster():
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+    procs = [subprocess.Popen([str(DASK), "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
+                               "--dashboard-address", "127.0.0.1:0"],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         for _ in range(2):
@@ -345,7 +346,7 @@ def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(tmp_path, capsys, cl
     slow = {**TINY, "train": {**TINY["train"], "epochs": 3}, "data": {**TINY["data"], "num_train": 96}}
     spec = _spec(tmp_path, {"train.lr": [0.0625, 0.125, 0.25, 0.03125, 0.015625, 0.5]}, config=slow)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "stllr.cli", "sweep", "run", str(spec), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "apps.stllr", "sweep", "run", str(spec), "--out", str(out),
                              "--scheduler", cluster], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.monotonic() + 60
