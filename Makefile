@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python -m stllr.demo
+	$(BIN)/python -m apps.demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

@@ -40,7 +40,7 @@ VARIANTS = {
 def run_one(task: str, variant: str, seed: int) -> dict:
     import torch
 
-    from stllr.config import config_to_dict, load_config, parse_config
+    from core.config import config_to_dict, load_config, parse_config
     from stllr.train import train
 
     torch.set_num_threads(1)

@@ -58,7 +58,7 @@ def run_one(job: dict) -> dict:
     """One training run in a worker (one torch thread); returns the final accuracy."""
     import torch
 
-    from stllr.config import config_to_dict, load_config, parse_config
+    from core.config import config_to_dict, load_config, parse_config
     from stllr.train import train
 
     from fixedpoint.train import int_train
@@ -110,7 +110,7 @@ def main() -> int:
     if args.quick:
         args.seeds, args.sweep_seeds, args.bits = [0], [0], [4, 8]
         args.epochs = args.epochs or 2
-    from stllr.config import load_config
+    from core.config import load_config
 
     epochs = args.epochs or load_config(INT_CONFIG).train.epochs
 

@@ -81,7 +81,7 @@ def shd_like(batch: int, window: int, seed: int = 0):
     """700 -> recurrent 450 -> readout 20 (float32), S-TLLR with BP, mse, batch update."""
     import torch
 
-    from stllr.config import LearningConfig, NetworkConfig
+    from core.config import LearningConfig, NetworkConfig
     from stllr.network import SpikingNetwork
 
     torch.manual_seed(seed)
@@ -193,7 +193,7 @@ def xylo_network(size: int, outputs: int = 8, seed: int = 0):
     the s8.6 codes are dense (few zeros) like a dense Xylo input weight matrix."""
     import torch
 
-    from stllr.config import LearningConfig, NetworkConfig
+    from core.config import LearningConfig, NetworkConfig
     from stllr.network import SpikingNetwork
 
     torch.manual_seed(seed)

@@ -133,7 +133,7 @@ class _RssSampler:
 
 
 def make_config(rule: str, args: dict):
-    from stllr.config import parse_config
+    from core.config import parse_config
 
     hidden = args["hidden"]
     return parse_config({

@@ -42,7 +42,7 @@ def run_seed(seed: int, float_epochs: int, qat_epochs: int, quant: dict) -> dict
     import torch
 
     from fixedpoint.qat import QATNetwork, compare, fine_tune_and_convert, qat_to_int
-    from stllr.config import config_to_dict, load_config, parse_config
+    from core.config import config_to_dict, load_config, parse_config
     from stllr.data import load_data
     from stllr.train import build_network, build_optimizer, evaluate, run_epoch
 

@@ -61,10 +61,10 @@ Modules
 Full description with worked examples: ``docs/fixedpoint_formats.md``.
 """
 
-from fixedpoint.formats import FixedFormat, OverflowPolicy, RoundingMode
-from fixedpoint.overflow import FixedOverflowError, OverflowCounter, apply_overflow, overflow_code
-from fixedpoint.rng import next_states, random_bits, seed_lanes
-from fixedpoint.rounding import mode_code, requantize, round_float, shift_right_round
+from core.formats import FixedFormat, OverflowPolicy, RoundingMode
+from core.overflow import FixedOverflowError, OverflowCounter, apply_overflow, overflow_code
+from core.rng import next_states, random_bits, seed_lanes
+from core.rounding import mode_code, requantize, round_float, shift_right_round
 
 #: numba scalar twins, in fixedpoint.scalar: imported (and numba with them) on first use
 _SCALAR = ("random_bits_int", "requantize_int", "round_float_scalar", "saturate_int", "shift_right_round_int",

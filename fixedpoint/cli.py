@@ -7,7 +7,7 @@ integer model (registered into ``stllr``'s parser by :func:`add_int_commands`).
 
 Both print the overflow summary (saturate/wrap events per tensor) and, as the last
 stdout line, a JSON object. Bad input (config, ``quant:`` formats, constants that a
-format cannot hold, data, checkpoints) raises :class:`~stllr.errors.InputError`, which
+format cannot hold, data, checkpoints) raises :class:`~core.errors.InputError`, which
 ``stllr``'s ``main`` prints as one line with exit code 2, before any output directory
 is created.
 """
@@ -18,12 +18,12 @@ import argparse
 import json
 from pathlib import Path
 
-from stllr.errors import Parser
+from core.errors import Parser
 
 
 def _with_overrides(config, args):
     """--epochs / --seed (train.seed only, as ``stllr train --seed``), re-validated."""
-    from stllr.config import config_to_dict, parse_config
+    from core.config import config_to_dict, parse_config
 
     if getattr(args, "epochs", None) is None and getattr(args, "seed", None) is None:
         return config
@@ -36,7 +36,7 @@ def _with_overrides(config, args):
 
 
 def _int_train(args) -> int:
-    from stllr.config import load_config
+    from core.config import load_config
     from stllr.train import describe_network
 
     from fixedpoint.train import int_train
@@ -55,7 +55,7 @@ def _int_train(args) -> int:
 
 
 def _int_eval(args) -> int:
-    from stllr.config import load_config
+    from core.config import load_config
 
     from fixedpoint.train import int_eval
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stllr.errors import run_cli
+    from core.errors import run_cli
 
     return run_cli(build_parser(), argv)
 

@@ -4,11 +4,11 @@ An independent path to the same bits: values are float64 tensors in real units (
 an exact multiple of its format's lsb), the synapses are torch's own ``F.linear`` /
 ``F.conv2d`` / ``conv_transpose`` / ``F.unfold``, constants and the Psi table are
 quantized here again, and every rounding is :func:`round_tensor` (the torch twin of
-:func:`fixedpoint.rounding.round_float`). Nothing here calls the integer kernels.
+:func:`core.rounding.round_float`). Nothing here calls the integer kernels.
 Agreement with :mod:`fixedpoint.network` is exact because float64 holds every
 intermediate exactly (the config keeps them within 53 bits, ``fixedpoint.config``).
 
-Stochastic rounding uses the same xorshift32 lanes (``fixedpoint.rng``) with the offset
+Stochastic rounding uses the same xorshift32 lanes (``core.rng``) with the offset
 ``u = word / 2**32``.
 """
 
@@ -20,11 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fixedpoint.config import QuantConfig, check_layer_indices, check_learning, layer_formats
-from fixedpoint.formats import FixedFormat
-from fixedpoint.overflow import FixedOverflowError, OverflowCounter, overflow_message
-from fixedpoint.rng import next_states, seed_lanes
-from stllr.errors import InputError
+from core.quant import QuantConfig
+from fixedpoint.config import check_layer_indices, check_learning, layer_formats
+from core.formats import FixedFormat
+from core.overflow import FixedOverflowError, OverflowCounter, overflow_message
+from core.rng import next_states, seed_lanes
+from core.errors import InputError
 
 D = torch.float64
 
@@ -92,7 +93,7 @@ class EmulatedNetwork:
     """Float64 mirror of :class:`fixedpoint.network.IntNetwork` (same public runs)."""
 
     def __init__(self, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None) -> None:
-        from stllr.config import resolve_layer
+        from core.config import resolve_layer
         from stllr.learning import learning_layers
 
         quant = quant or QuantConfig()
@@ -374,7 +375,7 @@ class EmulatedNetwork:
 
     def run(self, x, target=None, train: bool = False, log: bool = False):
         """Same as IntNetwork.run; returns (readout y (B, T, classes) real, spikes list, log)."""
-        from stllr.config import window_start
+        from core.config import window_start
 
         x = torch.as_tensor(np.asarray(x), dtype=D)
         batch, steps = x.shape[0], x.shape[1]

@@ -8,8 +8,8 @@ output position ``p`` read input element ``idx[tap, p]`` through weight ``W[o, t
 ``(C_out, C_in, K, K)`` flattened) and ``P = H_out * W_out``.
 
 All arithmetic is exact int64 (the config checks that no intermediate exceeds 53 bits);
-rounding uses :func:`fixedpoint.rounding.shift_right_round_int` and random bits come from
-:func:`fixedpoint.rng.random_bits_int`. Kernels skip zero operands (event-driven) and
+rounding uses :func:`core.rounding.shift_right_round_int` and random bits come from
+:func:`core.rng.random_bits_int`. Kernels skip zero operands (event-driven) and
 return how many operations they executed, so counting costs nothing per synapse.
 
 Speed (docs/bench_int_speed.md): dense layers (``P = 1``) take dedicated paths in
@@ -373,8 +373,8 @@ def _out_of_contract(v, check, limit, left):
 @numba.njit(cache=True)
 def round_overflow(values, shift, mode, lo, hi, policy, bits, signed, out):
     """out = overflow(shift_right_round(values, shift, mode)) in one pass; returns
-    (events, ok). Same bits as fixedpoint.rounding.shift_right_round followed by
-    fixedpoint.overflow.apply_overflow for modes 0..2 (the caller does not pass
+    (events, ok). Same bits as core.rounding.shift_right_round followed by
+    core.overflow.apply_overflow for modes 0..2 (the caller does not pass
     stochastic) and policies 0 (saturate) and 1 (wrap); under 2 (raise) values are only
     counted. ok is False where shift_right_round would raise (a value at or beyond
     2**62 in magnitude when shift != 0, or a left shift that leaves int64); out is then

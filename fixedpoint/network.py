@@ -23,10 +23,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core.quant import QuantConfig
 from fixedpoint.config import (
     LayerConstants,
     LayerFormats,
-    QuantConfig,
     check_exact,
     check_layer_indices,
     check_learning,
@@ -34,8 +34,8 @@ from fixedpoint.config import (
     layer_constants,
     layer_formats,
 )
-from fixedpoint.counters import OpCounter
-from fixedpoint.formats import FixedFormat
+from core.counters import OpCounter
+from core.formats import FixedFormat
 from fixedpoint.kernels import (
     accumulate_update,
     grid_codes,
@@ -46,12 +46,12 @@ from fixedpoint.kernels import (
     transpose_mac,
     weight_write,
 )
-from fixedpoint.overflow import OverflowCounter, apply_overflow, overflow_code
-from fixedpoint.rng import next_states, seed_lanes
-from fixedpoint.rounding import mode_code, shift_right_round
+from core.overflow import OverflowCounter, apply_overflow, overflow_code
+from core.rng import next_states, seed_lanes
+from core.rounding import mode_code, shift_right_round
 from fixedpoint.spec import (Learning, LayerShape, check_widths, datapath_widths, network_shifts, network_spec,
                              weight_write_ops)
-from stllr.errors import InputError
+from core.errors import InputError
 
 # ------------------------------------------------------------------------- geometry
 
@@ -745,7 +745,7 @@ class IntNetwork:
     @classmethod
     def from_float(cls, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None
                    ) -> "IntNetwork":
-        from stllr.config import layer_shapes, resolve_layer
+        from core.config import layer_shapes, resolve_layer
         from stllr.learning import learning_layers
 
         quant = quant or QuantConfig()
@@ -844,7 +844,7 @@ class IntNetwork:
 
     def run(self, x, target=None, train: bool = False, log: bool = False, apply: bool = True) -> IntResult:
         """One batch: inference, or S-TLLR training with the weight write (if ``apply``)."""
-        from stllr.config import learning_window, window_start
+        from core.config import learning_window, window_start
 
         x = np.asarray(x)
         batch, steps = x.shape[0], x.shape[1]

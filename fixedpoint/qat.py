@@ -83,10 +83,11 @@ from brevitas.quant.solver.act import ActQuantSolver
 from brevitas.quant.solver.bias import BiasQuantSolver
 from brevitas.quant.solver.weight import WeightQuantSolver
 
-from fixedpoint.config import QuantConfig, check_layer_indices, layer_constants, layer_formats
-from fixedpoint.formats import FixedFormat
+from core.quant import QuantConfig
+from fixedpoint.config import check_layer_indices, layer_constants, layer_formats
+from core.formats import FixedFormat
 from fixedpoint.spec import check_widths, forward_widths
-from stllr.config import LearningConfig, NetworkConfig
+from core.config import LearningConfig, NetworkConfig
 from stllr.functional import spike
 from stllr.layers import (
     LayerState,
@@ -510,7 +511,7 @@ def compare(qat: QATNetwork, int_net, x: np.ndarray, y: np.ndarray | None = None
     Readout: the QAT y[t] times 2**frac(readout membrane) must be the integer code.
     Prediction: argmax of y summed over the window of the last k steps, in both.
     """
-    from stllr.config import window_start
+    from core.config import window_start
 
     frac = int_net.params.layers[-1].fmts.membrane.frac
     window = int_net.params.window

@@ -1,11 +1,11 @@
 """numba scalar twins of the numpy primitives in rounding, overflow and rng.
 
 The kernels (``fixedpoint.kernels``) call these inside ``@njit`` loops; the numpy
-versions in :mod:`fixedpoint.rounding`, :mod:`fixedpoint.overflow` and
-:mod:`fixedpoint.rng` give identical results (tests/test_fixed_format.py checks every
+versions in :mod:`core.rounding`, :mod:`core.overflow` and
+:mod:`core.rng` give identical results (tests/test_fixed_format.py checks every
 pair). They live apart so that formats, configs and the cost model import without numba:
 only running the integer model compiles anything. The old names stay reachable
-(``fixedpoint.rounding.shift_right_round_int`` ...), imported on first use.
+(``core.rounding.shift_right_round_int`` ...), imported on first use.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import math
 import numba
 import numpy as np
 
-from fixedpoint.rng import _MASK32
-from fixedpoint.rounding import FLOOR, NEAREST_AWAY, NEAREST_EVEN, STOCHASTIC
+from core.rng import _MASK32
+from core.rounding import FLOOR, NEAREST_AWAY, NEAREST_EVEN, STOCHASTIC
 
 @numba.njit(cache=True)
 def shift_right_round_int(value, shift, mode, random_bits):

@@ -5,7 +5,7 @@ Per layer, :func:`network_spec` lists every operation the integer datapath execu
 step order, grouped by phase (forward, traces, learning signal, eligibility, accumulate;
 the weight write, once per write, by :func:`weight_write_ops`). Each :class:`Op` names
 
-- its ``phase`` and ``kind`` (the taxonomy of :mod:`fixedpoint.counters`), operand
+- its ``phase`` and ``kind`` (the taxonomy of :mod:`core.counters`), operand
   ``width`` (``"8x16"`` for a product, the register bits otherwise) and the stored
   ``tensor`` a memory access or table read touches;
 - how many times it runs: ``per`` x the activity quantity ``count`` of a layer (its own,
@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass
 
 from fixedpoint.config import LayerConstants, LayerFormats, check_exact, ib
-from fixedpoint.counters import KINDS, PHASES
+from core.counters import KINDS, PHASES
 
 # --------------------------------------------------------------------- quantities
 

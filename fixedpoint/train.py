@@ -38,10 +38,10 @@ import numpy as np
 import yaml
 from pydantic import ConfigDict, Field
 
-from stllr.atomic import remove_stale_temps
-from stllr.errors import InputError
+from core.atomic import remove_stale_temps
+from core.errors import InputError
 from stllr.rundir import check_resume_config, plan_run
-from stllr.schema import StrictModel, validate
+from core.schema import StrictModel, validate
 
 CHECKPOINT = "checkpoint.npz"
 METRICS = "metrics.json"
@@ -66,7 +66,7 @@ def check_int_config(config) -> None:
 
 def quant_of(config):
     """The ``quant:`` section, or the defaults of :class:`QuantConfig` when absent."""
-    from fixedpoint.config import QuantConfig
+    from core.quant import QuantConfig
 
     return config.quant if config.quant is not None else QuantConfig()
 
@@ -85,7 +85,7 @@ def build_int_network(config, from_checkpoint: Path | None = None):
 
 def check_learning_rates(model, config, num_samples: int, num_steps: int) -> None:
     """eta = lr / (B k) must fit quant.learning_rate for every batch size the epoch uses."""
-    from stllr.config import learning_window
+    from core.config import learning_window
 
     k = learning_window(num_steps, config.learning.window)
     batch = config.train.batch_size
@@ -102,7 +102,7 @@ def check_learning_rates(model, config, num_samples: int, num_steps: int) -> Non
 def _float_window_loss(result, target: np.ndarray, model, num_steps: int) -> float:
     """The float loop's objective on the integer readout (reporting only): per sample the
     mean over the window of 0.5 ||y[t] - onehot||^2, summed over the batch."""
-    from stllr.config import window_start
+    from core.config import window_start
 
     start = window_start(num_steps, model.params.window)
     fmt = model.params.layers[-1].fmts.membrane
@@ -140,9 +140,9 @@ def _counters_to_json(overflow, ops) -> dict:
 
 
 def _counters_from_json(data: "Counters", source: str):
-    from fixedpoint.counters import OpCounter
-    from fixedpoint.formats import FixedFormat
-    from fixedpoint.overflow import OverflowCounter
+    from core.counters import OpCounter
+    from core.formats import FixedFormat
+    from core.overflow import OverflowCounter
 
     overflow, ops = OverflowCounter(), OpCounter()
     for name, text, events, elements in data.overflow:
@@ -162,8 +162,8 @@ def _json_array(value) -> np.ndarray:
 
 def save_int_checkpoint(path: Path, model, epoch: int, metrics: dict, config, counters: dict) -> None:
     """Atomic npz: integer arrays, their formats, epoch, config, metrics, counters."""
-    from stllr.config import config_to_dict
-    from stllr.atomic import atomic_write_bytes
+    from core.config import config_to_dict
+    from core.atomic import atomic_write_bytes
 
     payload = dict(state_arrays(model))
     payload["epoch"] = np.array(epoch, np.int64)
@@ -225,7 +225,7 @@ def load_int_checkpoint(path: Path, config=None) -> dict:
     """Read an integer checkpoint and check its structure; with ``config``, check it is
     for the same network. Returns {"arrays", "formats", "epoch", "config" (dict),
     "metrics" (:class:`IntTrainMetrics`), "counters" (overflow and op counters)}."""
-    from stllr.config import config_to_dict, parse_config
+    from core.config import config_to_dict, parse_config
     from stllr.data.events import check_npz_member
 
     path = Path(path)
@@ -340,8 +340,8 @@ def evaluate_int(model, dataset, batch_size: int = 256):
     """Integer inference over ``dataset`` with fresh counters (the model's are restored).
 
     Returns (loss, accuracy, overflow counter, op counter) of this evaluation alone."""
-    from fixedpoint.counters import OpCounter
-    from fixedpoint.overflow import OverflowCounter
+    from core.counters import OpCounter
+    from core.overflow import OverflowCounter
     from stllr.data import iterate_batches
 
     saved = model.overflow, model.ops
@@ -385,8 +385,8 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
     is created. ``report`` receives the overflow summary at the end of every run;
     ``stop_after_epoch`` simulates an interruption (tests of resume).
     """
-    from stllr.atomic import atomic_write_text
-    from stllr.config import config_to_dict, learning_window
+    from core.atomic import atomic_write_text
+    from core.config import config_to_dict, learning_window
     from stllr.data import load_data
     from stllr.train import check_data_matches
 
@@ -444,7 +444,7 @@ def int_train(config, out_dir: Path, resume: bool = False, from_checkpoint: Path
 
 def _epochs(model, config, train_set, test_set, metrics, first_epoch, out_dir, log, stop_after_epoch):
     """The epoch loop of :func:`int_train`: train, evaluate, checkpoint, metrics."""
-    from stllr.atomic import atomic_write_text
+    from core.atomic import atomic_write_text
 
     eval_overflow = None
     for epoch in range(first_epoch, config.train.epochs):

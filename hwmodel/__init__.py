@@ -7,7 +7,7 @@ Public API::
     load_activity(path, inputs, layers) -> Activity               (hwmodel.activity)
     measure_activity(int_model, config, quant, x, target) -> (dict, IntResult)
 
-Counts use the taxonomy of fixedpoint.counters (OpKey(layer, phase, kind, width, tensor));
+Counts use the taxonomy of core.counters (OpKey(layer, phase, kind, width, tensor));
 see docs/hwmodel.md. Importing this package imports nothing else (the names above load
 their module on first use), and no part of the estimate imports torch or numba.
 """

@@ -48,10 +48,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from hwmodel.config import MAX_BATCH, MAX_NAME, first_error, fingerprint, window_of
+from core.hardware import MAX_BATCH, MAX_NAME, first_error
+from hwmodel.config import fingerprint, window_of
 from hwmodel.estimate import FORWARD_QUANTITIES, LEARN_QUANTITIES, QUANTITIES, Activity, LayerInfo
-from stllr.errors import InputError
-from stllr.schema import Steps, StrictModel
+from core.errors import InputError
+from core.schema import Steps, StrictModel
 
 FORMAT = "hwmodel-activity"
 VERSION = 1
@@ -412,7 +413,7 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
     import numpy as np
 
     from fixedpoint.network import StepContext, _requant, dense_geometry
-    from stllr.config import window_start
+    from core.config import window_start
 
     x = np.asarray(x, np.float64)
     batch, steps = x.shape[0], x.shape[1]

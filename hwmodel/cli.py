@@ -28,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
-from hwmodel.config import MAX_BATCH  # most samples in one measured batch
-from stllr.errors import InputError, Parser
-from stllr.schema import MAX_STEPS
+from core.hardware import MAX_BATCH  # most samples in one measured batch
+from core.errors import InputError, Parser
+from core.schema import MAX_STEPS
 
 #: Most values in --ks or --steps-list (the sweep is one row per pair).
 MAX_LIST = 64
@@ -93,7 +93,7 @@ def _modes(text: str) -> tuple[str, ...]:
 def _check_outputs(outputs: list[tuple[str, str | None]], inputs: list[str | None]) -> None:
     """Every output (flag, path) may be written: a file name, not under a file, not an
     input, not another output. Checked before any work, so a refusal writes nothing."""
-    from stllr.atomic import check_output_file
+    from core.atomic import check_output_file
 
     seen: dict[str, str] = {}
     sources = {os.path.realpath(path): path for path in inputs if path}
@@ -115,7 +115,7 @@ def _check_outputs(outputs: list[tuple[str, str | None]], inputs: list[str | Non
 def _write_outputs(files: list[tuple[str, str, bytes]]) -> None:
     """Write every (flag, path, content) whole, or none of them: all temp files are written
     first and renamed together; missing folders are created (and removed on failure)."""
-    from stllr.atomic import atomic_path
+    from core.atomic import atomic_path
 
     created: list[Path] = []
     flag, path = files[0][0], files[0][1]  # the output being written, for the message
@@ -202,7 +202,7 @@ def _warn(warnings) -> None:
 def _estimate(args) -> int:
     entered = time.process_time()  # the interpreter and the imports so far (the CLI module)
     started = time.perf_counter()
-    import stllr.config  # noqa: F401  (the imports the estimate needs, timed apart)
+    import core.config  # noqa: F401  (the imports the estimate needs, timed apart)
     from hwmodel import report
 
     if args.activity:

@@ -11,7 +11,7 @@ model counts in) and reported per sample (/ B) and per step (/ B T):
                  formats, the same event-driven conventions and the same activity (the
                  measured Psi; see :func:`bptt_counts`).
 
-Operations use exactly the taxonomy of :mod:`fixedpoint.counters`: ``OpKey(layer, phase,
+Operations use exactly the taxonomy of :mod:`core.counters`: ``OpKey(layer, phase,
 kind, width, tensor)``. Every count is a structural factor (fan-out, sizes, steps, a
 constant's cost class) times an *activity* quantity (how many operands were non-zero):
 measured per step by the integer model (:mod:`hwmodel.activity`), or expected from rates.
@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 
 from fixedpoint import spec
 from fixedpoint.config import LayerConstants, LayerFormats, SPIKES, eta_code, layer_constants, layer_formats
-from fixedpoint.counters import KINDS, PHASES, OpKey
-from hwmodel.config import HardwareConfig, ModelInputs, window_of
-from hwmodel.energy import linear_energy, parse_width, product_energy, sram_pj_per_bit
-from stllr.errors import InputError
+from core.counters import KINDS, PHASES, OpKey
+from core.hardware import HardwareConfig
+from hwmodel.config import ModelInputs, window_of
+from core.energy import linear_energy, parse_width, product_energy, sram_pj_per_bit
+from core.errors import InputError
 
 MODES = ("inference", "stllr", "bptt")
 COMPUTE_KINDS = tuple(k for k in KINDS if k not in ("read", "write"))
@@ -97,7 +98,7 @@ def _valid_offsets(size: int, out: int, kernel: int, stride: int, padding: int) 
 
 def build_layers(config, quant) -> list[LayerInfo]:
     """LayerInfo per layer; constants quantized as the integer model does (InputError names the field)."""
-    from stllr.config import layer_shapes
+    from core.config import layer_shapes
 
     network, learning = config.network, config.learning
     layers = []
@@ -175,7 +176,7 @@ def _eta_fallback(fmts: LayerFormats, lr: float, batch: int, window: int, unscal
     The proposed format keeps the width and takes as many fraction bits as give eta its full
     precision, but no more than keep the weight write exact (W aligned by frac + update frac
     - weight frac bits, within EXACT_BITS)."""
-    from fixedpoint.config import EXACT_BITS
+    from core.quant import EXACT_BITS
 
     fmt = fmts.learning_rate
     value = lr if unscaled else lr / (batch * window)
@@ -262,7 +263,7 @@ class Activity:
 
 def expected_activity(layers: list[LayerInfo], rates, setup: Setup, train: bool = True) -> Activity:
     """Expected totals from rates (independent, uniformly spread non-zeros)."""
-    from hwmodel.config import ActivityRates
+    from core.hardware import ActivityRates
 
     rates = rates or ActivityRates()
     B, T, k, start = setup.batch, setup.steps, setup.window, setup.start
@@ -820,7 +821,7 @@ def cost_mode(mode: str, layers: list[LayerInfo], tally: Tally, setup: Setup, hw
 
 def dense_activity(layers: list[LayerInfo], setup: Setup) -> Activity:
     """Every operand non-zero (NeuroBench's Dense convention: fan-in x fan-out x steps)."""
-    from hwmodel.config import ActivityRates
+    from core.hardware import ActivityRates
 
     ones = {"output": 1.0, "psi": 1.0, "signal": 1.0, "pre_trace": 1.0, "post_trace": 1.0}
     return expected_activity(layers, ActivityRates(input=1.0, default=ones), setup, train=True)
@@ -913,7 +914,7 @@ def rates_of(act: Activity, layers: list[LayerInfo]):
     learning signal, BPTT delta, pre- and post-trace), for costing it at another T or k.
     The trace densities are read back from the pair counts (the inverse of
     :func:`expected_activity`'s formulas)."""
-    from hwmodel.config import ActivityRates, LayerActivity
+    from core.hardware import ActivityRates, LayerActivity
 
     B, T, k = act.batch, act.steps, act.window
     k_prev = k - (1 if k == T else 0)

@@ -576,7 +576,7 @@ def memory_vs_steps(est: Estimate, steps_list: list[int]) -> dict[str, list[int]
 
 def plot(est: Estimate, path: str) -> None:
     """Write :func:`plot_png` to ``path`` (whole or not at all)."""
-    from stllr.atomic import atomic_write_bytes
+    from core.atomic import atomic_write_bytes
 
     atomic_write_bytes(path, plot_png(est))
 

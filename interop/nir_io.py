@@ -67,10 +67,10 @@ import numpy as np
 import torch
 from pydantic import ValidationError
 
-from stllr.config import (Conv2dLayerConfig, LearningConfig, NetworkConfig, format_validation_error,
+from core.config import (Conv2dLayerConfig, LearningConfig, NetworkConfig, format_validation_error,
                           layer_output_shape)
-from stllr.atomic import atomic_path
-from stllr.errors import InputError
+from core.atomic import atomic_path
+from core.errors import InputError
 from stllr.network import SpikingNetwork
 
 __all__ = ["export_nir", "write_nir", "import_nir", "read_nir", "SUPPORTED_NODES", "FORMAT"]

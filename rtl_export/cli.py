@@ -26,11 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from stllr.errors import InputError, Parser, run_cli
+from core.errors import InputError, Parser, run_cli
 
 
 def _load(path: str):
-    from stllr.config import config_to_dict, load_config
+    from core.config import config_to_dict, load_config
 
     config = load_config(path)
     return config, config_to_dict(config)

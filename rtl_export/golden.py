@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fixedpoint.formats import FixedFormat
-from fixedpoint.overflow import OverflowCounter
-from fixedpoint.rng import next_states
+from core.formats import FixedFormat
+from core.overflow import OverflowCounter
+from core.rng import next_states
 from rtl_export import hexio
 from rtl_export.manifest import (
     ELEMENT_ORDER,
@@ -59,7 +59,7 @@ from rtl_export.manifest import (
 )
 from rtl_export.model import LANE_FORMAT, RTL_MAX_BITS, SPIKE_FORMAT, Source, build_model
 from rtl_export.outdir import write_tree
-from stllr.errors import InputError
+from core.errors import InputError
 
 SCHEMA = GOLDEN_SCHEMA
 

@@ -17,7 +17,7 @@ that the top digit holds no bits above ``bits`` (odd widths).
 ``.npz`` archives are written without timestamps (zip entries dated 1980-01-01, stored,
 keys in the given order) so the same arrays give the same bytes in every run.
 
->>> from fixedpoint.formats import FixedFormat
+>>> from core.formats import FixedFormat
 >>> encode_hex([-3, 5], FixedFormat.parse("s8.4"), "w.hex")
 b'fd\\n05\\n'
 >>> decode_hex(b'fd\\n05\\n', FixedFormat.parse("s8.4"), 2, "w.hex").tolist()
@@ -32,8 +32,8 @@ import zipfile
 
 import numpy as np
 
-from fixedpoint.formats import FixedFormat
-from stllr.errors import InputError
+from core.formats import FixedFormat
+from core.errors import InputError
 
 _HEX_CHARS = np.frombuffer(b"0123456789abcdef", np.uint8)
 _NIBBLE = np.full(256, -1, np.int64)  # byte -> nibble value, -1 = not a hex digit

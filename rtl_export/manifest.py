@@ -23,12 +23,12 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Discriminator, Field, Tag, ValidationError, field_validator, model_serializer, model_validator
 
-from fixedpoint.formats import FixedFormat, OverflowPolicy, RoundingMode
+from core.formats import FixedFormat, OverflowPolicy, RoundingMode
 from rtl_export import hexio
 from rtl_export.model import RTL_MAX_BITS
-from stllr.config import Config
-from stllr.errors import InputError
-from stllr.schema import MAX_SIZE, MAX_STEPS, Samples, Seed, Size, Steps, StrictModel
+from core.config import Config
+from core.errors import InputError
+from core.schema import MAX_SIZE, MAX_STEPS, Samples, Seed, Size, Steps, StrictModel
 
 GOLDEN_SCHEMA = "stllr-rtl-golden/2"
 PARAMS_SCHEMA = "stllr-rtl-params/1"

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from fixedpoint.config import QuantConfig
-from fixedpoint.formats import FixedFormat
-from stllr.config import Config, layer_shapes, layer_weight_count, learning_window
-from stllr.errors import InputError
-from stllr.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS
+from core.quant import QuantConfig
+from core.formats import FixedFormat
+from core.config import Config, layer_shapes, layer_weight_count, learning_window
+from core.errors import InputError
+from core.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS
 
 #: Widest stored word the reference RTL (rtl/stllr_layer.v) and its testbenches handle;
 #: internal sums are 64-bit (the integer model keeps every exact intermediate < 2**53).
@@ -67,7 +67,7 @@ def build_model(config: Config, checkpoint: Path | None = None):
 
 
 def check_bound(flag: str, value: int, low: int, high: int) -> int:
-    """``value`` is an int in ``[low, high]`` (stllr.schema bounds), else one line naming ``flag``."""
+    """``value`` is an int in ``[low, high]`` (core.schema bounds), else one line naming ``flag``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InputError(f"{flag} = {value!r:.40} must be an integer")
     if value < low:

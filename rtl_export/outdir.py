@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stllr.atomic import check_output_dir, dir_mode, file_mode, fsync_dir
-from stllr.errors import InputError
+from core.atomic import check_output_dir, dir_mode, file_mode, fsync_dir
+from core.errors import InputError
 
 
 class OutputError(InputError, OSError):

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fixedpoint.config import LAYER_TENSORS
+from core.quant import LAYER_TENSORS
 from rtl_export import hexio
 from rtl_export.manifest import C_FILE, PARAMS_ORDER, PARAMS_SCHEMA, SV_FILE, ParamsFormat, ParamsManifest, dump
 from rtl_export.model import LANE_FORMAT, RTL_MAX_BITS, build_model, num_steps, window_of
 from rtl_export.outdir import check_target, write_tree
 from rtl_export.render import Param, format_params, render_c_header, render_sv_package
-from stllr.errors import InputError
+from core.errors import InputError
 
 SCHEMA = PARAMS_SCHEMA
 LEARNING_SIGNALS = ("bp", "dfa", "sdfa")

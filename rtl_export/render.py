@@ -1,13 +1,13 @@
 """Render formats and parameter lists as SystemVerilog and C text. Owns no format.
 
-A :class:`~fixedpoint.formats.FixedFormat` becomes five integer parameters
+A :class:`~core.formats.FixedFormat` becomes five integer parameters
 (``<P>_BITS``, ``<P>_FRAC``, ``<P>_SIGNED``, ``<P>_ROUND``, ``<P>_OVF``: bits include the
 sign bit, rounding and overflow as the integer model's codes) plus a type
 (``logic signed [bits-1:0]`` / the smallest ``<stdint.h>`` type). A list of
 :class:`Param` renders once as a SV package and once as C ``#define``s, so the two
 files cannot disagree.
 
->>> from fixedpoint.formats import FixedFormat
+>>> from core.formats import FixedFormat
 >>> [p.name for p in format_params("WEIGHT", FixedFormat.parse("s8.6 stochastic"))]
 ['WEIGHT_BITS', 'WEIGHT_FRAC', 'WEIGHT_SIGNED', 'WEIGHT_ROUND', 'WEIGHT_OVF']
 >>> sv_type(FixedFormat.parse("s8.6")), c_type(FixedFormat.parse("u12.12"))
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fixedpoint.formats import FixedFormat
-from fixedpoint.overflow import overflow_code
-from fixedpoint.rounding import mode_code
+from core.formats import FixedFormat
+from core.overflow import overflow_code
+from core.rounding import mode_code
 
 ROUND_NAMES = "0 floor, 1 nearest_even, 2 nearest_away, 3 stochastic"
 OVF_NAMES = "0 saturate, 1 wrap, 2 raise"

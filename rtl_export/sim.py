@@ -232,7 +232,7 @@ def run_yosys(params: Path, values: dict, build: Path) -> SimResult:
 
 def package_values(params: Path, layer: int = 0, text: str | None = None) -> dict:
     """name -> value of ``stllr_layer<layer>_pkg`` as written in DIR/stllr_params.sv (ints, strings)."""
-    from stllr.errors import InputError
+    from core.errors import InputError
 
     where = Path(params) / PKG_SV
     if text is None:
@@ -306,7 +306,7 @@ def _replayed_keys(values: dict) -> list[str]:
 
 
 def _format_of(values: dict, prefix: str):
-    from fixedpoint.formats import FixedFormat
+    from core.formats import FixedFormat
 
     if prefix in ("", "u32.0"):
         return FixedFormat.parse("u1.0" if prefix == "" else prefix)
@@ -316,7 +316,7 @@ def _format_of(values: dict, prefix: str):
 
 def _check_path_text(path: Path, flag: str) -> None:
     """The simulators take the folder as a string parameter: no quote, backslash or control character."""
-    from stllr.errors import InputError
+    from core.errors import InputError
 
     text = str(Path(path).resolve())
     bad = next((c for c in text if c in '"\\' or ord(c) < 32 or ord(c) == 127), None)
@@ -346,7 +346,7 @@ def check_pair(golden: Path, params: Path, layer: int) -> Pair:
     )
     from rtl_export.model import build_model
     from rtl_export.params import parameter_values
-    from stllr.errors import InputError
+    from core.errors import InputError
 
     golden, params = Path(golden), Path(params)
     vs = load_vectors(golden)
@@ -465,7 +465,7 @@ def simulate_all(golden: Path, params: Path, build: Path, layer: int = 0,
                  log=print) -> list[SimResult]:
     """Check the pair and the build folder, then run each requested tool that is installed
     (others are reported). Bad input: InputError (exit 2); a failing tool: SimError (exit 1)."""
-    from stllr.atomic import check_output_dir
+    from core.atomic import check_output_dir
 
     check_output_dir(build, "--build ")
     for path, flag in ((golden, ""), (params, ""), (build, "--build ")):
@@ -474,7 +474,7 @@ def simulate_all(golden: Path, params: Path, build: Path, layer: int = 0,
     try:  # only now, once the pair is known to be sound
         Path(build).mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        from stllr.errors import InputError
+        from core.errors import InputError
 
         raise InputError(f"--build {build}: cannot create it ({error.strerror or type(error).__name__})") from None
     results = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from stllr.config import PsiConfig
+from core.config import PsiConfig
 
 
 def psi(z: torch.Tensor, config: PsiConfig) -> torch.Tensor:

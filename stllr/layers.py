@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from stllr.config import ResolvedLayer
+from core.config import ResolvedLayer
 from stllr.functional import decay_trace, lif_step, psi
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from stllr.config import window_start  # noqa: F401 - also re-exported for callers
+from core.config import window_start  # noqa: F401 - also re-exported for callers
 from stllr.network import SpikingNetwork
 
 

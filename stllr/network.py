@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from stllr.config import LearningConfig, NetworkConfig, layer_shapes, resolve_layer
+from core.config import LearningConfig, NetworkConfig, layer_shapes, resolve_layer
 from stllr.layers import Layer, LayerState, Readout, RecurrentSpikingLinear, SpikingConv2d, SpikingLinear, StepRecord
 
 

@@ -14,15 +14,15 @@ checkpoint, and (after a kill) ``.NAME.*.tmp`` files of an unfinished atomic wri
   batch size, optimizer, rule or network would not continue the same run.
 
 Nothing here writes: :func:`plan_run` decides, the trainer writes after every input
-has been validated (then :func:`stllr.atomic.remove_stale_temps` clears the folder).
+has been validated (then :func:`core.atomic.remove_stale_temps` clears the folder).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stllr.atomic import TEMP_SUFFIX, check_output_dir
-from stllr.errors import InputError
+from core.atomic import TEMP_SUFFIX, check_output_dir
+from core.errors import InputError
 
 RUN_FILES = frozenset({"config.yaml", "metrics.json"})
 #: Config fields a resumed run may change (dotted paths).

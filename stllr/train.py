@@ -23,14 +23,14 @@ import torch
 import yaml
 from pydantic import ConfigDict, Field
 
-from stllr.atomic import atomic_path, atomic_write_text, remove_stale_temps
-from stllr.config import Config, config_to_dict, layer_shapes, learning_window, parse_config
+from core.atomic import atomic_path, atomic_write_text, remove_stale_temps
+from core.config import Config, config_to_dict, layer_shapes, learning_window, parse_config
 from stllr.data import EventDataset, iterate_batches, load_data
-from stllr.errors import InputError
+from core.errors import InputError
 from stllr.learning import bptt_batch, evaluate_batch, learning_layers, stllr_batch
 from stllr.network import SpikingNetwork
 from stllr.rundir import check_resume_config, plan_run
-from stllr.schema import StrictModel, validate
+from core.schema import StrictModel, validate
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.json"

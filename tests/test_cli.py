@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from stllr.cli import main
+from apps.stllr import main
 from tests.conftest import run_cli, with_value, write_yaml
-from stllr.config import parse_config
+from core.config import parse_config
 from stllr.data import EventDataset, save_npz
 from stllr.train import CHECKPOINT, METRICS, load_checkpoint, train
 

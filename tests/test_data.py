@@ -28,7 +28,7 @@ from stllr.data import (
 from stllr.data.config import KIND_FIELDS, LOADERS
 from stllr.data.digits import digits_split, rate_encode
 from stllr.data.moving_edge import CLASSES, render_bar_events
-from stllr.errors import InputError
+from core.errors import InputError
 
 
 def _ds(n: int = 6, t: int = 3, f: int = 4, seed: int = 0) -> EventDataset:

@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 import torch
 
-from fixedpoint.formats import FixedFormat
+from core.formats import FixedFormat
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 I64 = np.int64
@@ -344,7 +344,7 @@ class DocModel:
 
 
 def build_net(network, learning, weights=None, biases=None, scale=1.0):
-    from stllr.config import LearningConfig, NetworkConfig
+    from core.config import LearningConfig, NetworkConfig
     from stllr.network import SpikingNetwork
 
     net = SpikingNetwork(NetworkConfig(**network), LearningConfig(**learning)).double()
@@ -358,7 +358,7 @@ def build_net(network, learning, weights=None, biases=None, scale=1.0):
 
 
 def int_model(network, learning, quant, weights=None, biases=None, lr=0.25, scale=1.0):
-    from fixedpoint.config import QuantConfig
+    from core.quant import QuantConfig
     from fixedpoint.network import IntNetwork
 
     return IntNetwork.from_float(build_net(network, learning, weights, biases, scale), QuantConfig(**quant), lr=lr)
@@ -598,7 +598,7 @@ def draw_case(seed):
 
 @pytest.mark.parametrize("seed", range(40))
 def test_doc_rules_reproduce_the_integer_model(seed):
-    from stllr.errors import InputError
+    from core.errors import InputError
 
     network, learning, quant, x, target, lr = draw_case(seed)
     torch.manual_seed(seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("stllr", "fixedpoint", "hwmodel", "rtl_export", "interop")
+PACKAGES = ("core", "stllr", "fixedpoint", "hwmodel", "rtl_export", "interop", "apps")
 
 
 def _modules_with_examples() -> list[str]:
@@ -30,7 +30,7 @@ MODULES = _modules_with_examples()
 
 def test_the_documented_modules_are_found():
     # the format legend, the rounding/overflow/RNG specs and the RTL renderers show examples
-    assert {"fixedpoint", "fixedpoint.formats", "fixedpoint.rounding", "fixedpoint.overflow", "fixedpoint.rng",
+    assert {"fixedpoint", "core.formats", "core.rounding", "core.overflow", "core.rng",
             "rtl_export.render", "rtl_export.hexio"} <= set(MODULES)
 
 

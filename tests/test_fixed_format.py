@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stllr.errors import InputError
+from core.errors import InputError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +42,7 @@ from fixedpoint import (
     wrap_int,
     xorshift32_next,
 )
-from fixedpoint import formats, overflow, rng, rounding
+from core import rng
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "fixedpoint_formats.md"
 DETERMINISTIC = ("floor", "nearest_even", "nearest_away")

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stllr.cli import main
+from apps.stllr import main
 from tests.conftest import run_cli, with_value, write_yaml
-from stllr.config import parse_config
-from stllr.errors import InputError
+from core.config import parse_config
+from core.errors import InputError
 
 from fixedpoint.train import CHECKPOINT, METRICS, build_int_network, int_train, load_int_checkpoint, state_arrays
 

@@ -19,12 +19,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixedpoint.config import QuantConfig
+from core.quant import QuantConfig
 from fixedpoint.emulate import EmulatedNetwork, round_tensor
-from fixedpoint.overflow import FixedOverflowError
-from fixedpoint.rounding import round_float
-from stllr.config import LearningConfig, NetworkConfig
-from stllr.errors import InputError
+from core.overflow import FixedOverflowError
+from core.rounding import round_float
+from core.config import LearningConfig, NetworkConfig
+from core.errors import InputError
 from stllr.network import SpikingNetwork
 
 SCALE = 10 if os.environ.get("STLLR_NIGHTLY") == "1" else 1

@@ -14,11 +14,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from fixedpoint.config import QuantConfig
+from core.quant import QuantConfig
 from fixedpoint.network import IntNetwork
-from fixedpoint.overflow import FixedOverflowError
-from stllr.config import LearningConfig, NetworkConfig, parse_config
-from stllr.errors import InputError
+from core.overflow import FixedOverflowError
+from core.config import LearningConfig, NetworkConfig, parse_config
+from core.errors import InputError
 from stllr.learning import stllr_batch
 from stllr.network import SpikingNetwork
 
@@ -267,9 +267,9 @@ def test_counts_are_event_driven():
 
 SCRIPT = textwrap.dedent("""
     import hashlib, numpy as np, torch
-    from stllr.config import LearningConfig, NetworkConfig
+    from core.config import LearningConfig, NetworkConfig
     from stllr.network import SpikingNetwork
-    from fixedpoint.config import QuantConfig
+    from core.quant import QuantConfig
     from fixedpoint.network import IntNetwork
     torch.manual_seed(5)
     net = SpikingNetwork(NetworkConfig(input_shape=[1, 5, 5], layers=[

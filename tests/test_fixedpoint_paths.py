@@ -17,9 +17,9 @@ import numpy as np
 from hypothesis import given
 
 from fixedpoint import network as int_network
-from fixedpoint.config import QuantConfig
-from fixedpoint.overflow import FixedOverflowError
-from stllr.errors import InputError
+from core.quant import QuantConfig
+from core.overflow import FixedOverflowError
+from core.errors import InputError
 from tests.test_fixedpoint_emulation import build, case, hyp
 
 

@@ -7,7 +7,6 @@ the surrogate derivative. Checked in float64 to relative 1e-9.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stllr.config import FactorsConfig, LearningConfig, NetworkConfig, PsiConfig
+from core.config import FactorsConfig, LearningConfig, NetworkConfig, PsiConfig
 from stllr.learning import _learning_signals, bptt_batch, stllr_batch, step_loss
 from stllr.network import SpikingNetwork
 

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hwmodel.cli import main
-from stllr.config import config_to_dict, load_config
+from core.config import config_to_dict, load_config
 from stllr.network import SpikingNetwork
-from stllr.schema import MAX_STEPS
+from core.schema import MAX_STEPS
 from tests.fuzzkit import Watch, assert_accepted, assert_refused, run
 
 PROG = "hwmodel"

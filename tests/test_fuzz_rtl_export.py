@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from fuzzkit import Watch, assert_accepted, assert_refused, run
 from rtl_export import hexio
 from rtl_export.cli import main
-from stllr.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS
+from core.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS
 
 PROG = "rtl-export"
 MANIFEST = "manifest.json"
@@ -289,7 +289,7 @@ def _checkpoint(folder: Path, kind: str, marker: Path) -> Path:
     elif kind == "crafted":
         torch.save({"model": _Payload(marker), "config": {}}, path)
     elif kind == "other_network":
-        from stllr.config import config_to_dict, parse_config
+        from core.config import config_to_dict, parse_config
         from stllr.train import build_network
 
         other = copy.deepcopy(TINY)
@@ -436,7 +436,7 @@ def _flip_everywhere(root: Path, key: str) -> None:
     _rewrite(root, f"{key}.hex", _flip_word)
     manifest = json.loads((root / MANIFEST).read_text())
     entry = next(e for e in manifest["files"] if e["npz_key"] == key)
-    from fixedpoint.formats import FixedFormat
+    from core.formats import FixedFormat
 
     fmt = FixedFormat(signed=entry["format"]["signed"], bits=entry["format"]["bits"], frac=entry["format"]["frac"])
     value = hexio.decode_hex((root / entry["path"]).read_bytes(), fmt, entry["words"], "x").reshape(entry["shape"])

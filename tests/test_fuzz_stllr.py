@@ -23,7 +23,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stllr.cli import main
+from apps.stllr import main
 from tests.conftest import with_value, write_yaml
 from tests.fuzzkit import Watch, assert_accepted, assert_refused, run
 

@@ -23,12 +23,14 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fixedpoint.config import SPIKES, QuantConfig
+from core.quant import QuantConfig
+from fixedpoint.config import SPIKES
 from fixedpoint.network import IntNetwork
 from hwmodel.activity import load_activity, measure_activity, parse_activity
 from hwmodel.cli import main
-from hwmodel.config import ActivityRates, HardwareConfig, ModelInputs, load_inputs
-from hwmodel.energy import linear_energy, product_energy, sram_pj_per_bit
+from core.hardware import ActivityRates, HardwareConfig
+from hwmodel.config import ModelInputs, load_inputs
+from core.energy import linear_energy, product_energy, sram_pj_per_bit
 from hwmodel.estimate import (
     EnergyModel,
     build_layers,
@@ -39,9 +41,9 @@ from hwmodel.estimate import (
     memory_tensors,
     stllr_counts,
 )
-from stllr.atomic import atomic_write_json
-from stllr.config import parse_config
-from stllr.errors import InputError
+from core.atomic import atomic_write_json
+from core.config import parse_config
+from core.errors import InputError
 from stllr.network import SpikingNetwork
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -890,7 +892,7 @@ def _reach_reference(params, log, batch, steps, start):
 @pytest.mark.parametrize("network", [DENSE, CONV], ids=["dense+recurrent", "conv"])
 def test_measured_bptt_delta_equals_brute_force(network):
     from hwmodel.activity import bptt_delta_series
-    from stllr.config import window_start
+    from core.config import window_start
 
     config = make_config(network, {"window": 3}, batch=3, steps=6)
     model = IntNetwork.from_float(float_net(config, 1, 3.0), QuantConfig(), lr=config.train.lr)

@@ -25,9 +25,9 @@ from hypothesis import strategies as st
 
 from interop import nir_io
 from interop.nir_io import export_nir, import_nir, write_nir
-from stllr.config import LearningConfig, NetworkConfig, resolve_layer
+from core.config import LearningConfig, NetworkConfig, resolve_layer
 from stllr.data import make_digits
-from stllr.errors import InputError
+from core.errors import InputError
 from stllr.learning import stllr_batch
 from stllr.network import SpikingNetwork
 

@@ -18,14 +18,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import brevitas.nn as qnn
-from fixedpoint.config import QuantConfig
-from fixedpoint.formats import FixedFormat
+from core.quant import QuantConfig
+from core.formats import FixedFormat
 from fixedpoint.network import IntNetwork
 from fixedpoint.qat import QATNetwork, brevitas_quantizer, compare, qat_to_int
-from stllr.config import load_config, parse_config
+from core.config import load_config, parse_config
 from stllr.data.digits import make_digits
 from stllr.data.events import iterate_batches
-from stllr.errors import InputError
+from core.errors import InputError
 from stllr.learning import bptt_batch, stllr_batch
 from stllr.network import SpikingNetwork
 from stllr.train import build_optimizer

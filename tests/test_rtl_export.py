@@ -22,15 +22,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fixedpoint.formats import FixedFormat
+from core.formats import FixedFormat
 from rtl_export import hexio
 from rtl_export.cli import main
 from rtl_export.golden import load_vectors
 from rtl_export.model import build_model
 from rtl_export.params import export_params, layer_params, layer_shifts, render_params
 from tests.conftest import run_cli
-from stllr.config import config_to_dict, load_config
-from stllr.errors import InputError
+from core.config import config_to_dict, load_config
+from core.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "rtl" / "configs"
@@ -296,7 +296,7 @@ def test_checkpoint_of_another_network_is_rejected(tmp_path, capsys):
     config = load_config(W4)
     other = yaml.safe_load(W4.read_text())
     other["network"]["layers"][0]["size"] = 9
-    from stllr.config import parse_config
+    from core.config import parse_config
     from stllr.train import build_network
 
     ckpt = tmp_path / "checkpoint.pt"
@@ -438,8 +438,8 @@ def test_params_sv_and_c_hold_the_models_values(params_w8):
 
 def test_params_shifts_follow_the_format_table():
     """The shifts of the default formats are those of docs/fixedpoint_model.md section 3."""
-    from fixedpoint.config import QuantConfig
-    from stllr.config import LearningConfig, NetworkConfig
+    from core.quant import QuantConfig
+    from core.config import LearningConfig, NetworkConfig
     from stllr.network import SpikingNetwork
     from fixedpoint.network import IntNetwork
 
@@ -617,7 +617,7 @@ def w8_set(tmp_path_factory) -> tuple[Path, str]:
 
 def test_golden_overflow_is_recorded_and_printed(w8_set):
     """The w8_m16 case saturates its s8.8 layer-0 accumulator: counted in the manifest and on screen."""
-    from fixedpoint.overflow import OverflowCounter
+    from core.overflow import OverflowCounter
 
     out, stdout = w8_set
     assert "overflow: 70 values saturated or wrapped" in stdout

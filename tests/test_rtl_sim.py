@@ -37,7 +37,7 @@ from rtl_export.sim import (
     run_verilator,
     run_yosys,
 )
-from stllr.config import config_to_dict, load_config
+from core.config import config_to_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "rtl" / "configs"
@@ -211,7 +211,7 @@ def test_second_hidden_layer_and_cli_sim(tmp_path, capsys):
 def _reseal_word(root: Path, key: str, line: int) -> None:
     """Change word ``line`` of KEY.hex and write npz and manifest hashes to match: a sound set
     (verify's file checks pass) whose expected value the RTL will not produce."""
-    from fixedpoint.formats import FixedFormat
+    from core.formats import FixedFormat
 
     manifest = json.loads((root / "manifest.json").read_text())
     entry = next(e for e in manifest["files"] if e["npz_key"] == key)

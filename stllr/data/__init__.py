@@ -17,6 +17,7 @@ __all__ = [
     "iterate_batches",
     "load_data",
     "load_npz",
+    "load_test_data",
     "load_shd",
     "make_digits",
     "make_moving_edge",

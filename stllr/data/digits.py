@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from stllr.data.events import EventDataset
-from stllr.errors import InputError
+from core.errors import InputError
 
 __all__ = ["make_digits", "digits_split", "rate_encode", "SPLIT_SEED", "TEST_FRACTION"]
 

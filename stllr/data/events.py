@@ -12,7 +12,7 @@ dimension (``(64,)`` for rate-coded digits, ``(2, H, W)`` for event cameras with
 0 = ON and 1 = OFF polarity, ``(700,)`` for SHD channels).
 
 In memory the same data is an :class:`EventDataset`. Bad input raises
-:class:`stllr.errors.InputError` with a one-line message naming the file and the field.
+:class:`core.errors.InputError` with a one-line message naming the file and the field.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stllr.atomic import atomic_path
-from stllr.errors import InputError
+from core.atomic import atomic_path
+from core.errors import InputError
 
 __all__ = ["EventDataset", "load_npz", "save_npz", "iterate_batches"]
 

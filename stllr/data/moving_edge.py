@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from stllr.data.events import EventDataset
-from stllr.errors import InputError
+from core.errors import InputError
 
 __all__ = ["CLASSES", "make_moving_edge", "render_bar_events"]
 

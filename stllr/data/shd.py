@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from stllr.data.events import MAX_ARRAY_BYTES, EventDataset
-from stllr.errors import InputError
+from core.errors import InputError
 
 if TYPE_CHECKING:
     import h5py

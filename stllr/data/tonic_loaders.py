@@ -28,7 +28,7 @@ import numpy as np
 from numpy.lib import recfunctions
 
 from stllr.data.events import EventDataset
-from stllr.errors import InputError
+from core.errors import InputError
 
 __all__ = ["load_nmnist", "load_dvs_gesture", "events_to_frames"]
 

@@ -9,7 +9,7 @@
 * ``stochastic``    ``(v + (r & (2**s - 1))) >> s`` with ``r`` uniform in
                     ``[0, 2**s)``: rounds up with probability ``(v mod 2**s) / 2**s``
                     exactly, so the mean over all ``2**s`` values of ``r`` is exactly
-                    ``v / 2**s``.  ``r`` comes from :mod:`fixedpoint.rng`
+                    ``v / 2**s``.  ``r`` comes from :mod:`core.rng`
                     (``random_bits(states, s)``, the TOP ``s`` bits of a 32-bit word).
 
 Contract: ``|v| < 2**62`` (so ``v + r`` cannot overflow int64) and ``-62 <= s <= 62``;
@@ -129,7 +129,7 @@ def shift_right_round(
     mask = (np.int64(1) << s64) - np.int64(1)
     if code == STOCHASTIC:
         if random_bits is None:
-            raise ValueError("stochastic rounding needs random_bits (see fixedpoint.rng)")
+            raise ValueError("stochastic rounding needs random_bits (see core.rng)")
         rb = _as_int64(random_bits, "random_bits")
         return (v + (rb & mask)) >> s64
     r = v & mask
@@ -197,13 +197,3 @@ def round_float(
     else:  # NEAREST_AWAY: a negative tie is already away from zero at floor
         up = (r > 0.5) | ((r == 0.5) & (f >= 0.0))
     return np.ldexp(f + up, -int(frac))
-
-
-def __getattr__(name: str):
-    """The numba twins (shift_right_round_int, requantize_int, round_float_scalar) live in
-    :mod:`fixedpoint.scalar`, imported on first use."""
-    if name in ("shift_right_round_int", "requantize_int", "round_float_scalar"):
-        from fixedpoint import scalar
-
-        return getattr(scalar, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,13 +22,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from fixedpoint.overflow import (
+from core.overflow import (
     FixedOverflowError,
     OverflowCounter,
     apply_overflow,
     overflow_message,
 )
-from fixedpoint.rounding import round_float
+from core.rounding import round_float
 
 RoundingMode = Literal["floor", "nearest_even", "nearest_away", "stochastic"]
 OverflowPolicy = Literal["saturate", "wrap", "raise"]
@@ -183,7 +183,7 @@ class FixedFormat(BaseModel):
     # ---------------------------------------------------------------- values
 
     def _round_to_int_float(self, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
-        # grid index as an integer-valued float64 (exact; see fixedpoint.rounding)
+        # grid index as an integer-valued float64 (exact; see core.rounding)
         return np.ldexp(round_float(x, self.frac, self.rounding, u), self.frac)
 
     def _rounded_extremes(self, value: float) -> tuple[float, float]:

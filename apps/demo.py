@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from stllr.config import config_to_dict, load_config, parse_config
+from core.config import config_to_dict, load_config, parse_config
 from stllr.train import CHECKPOINT, atomic_torch_save, describe_network, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +151,7 @@ def hardware_stage(console, out: Path, model, config) -> None:
 
     from hwmodel.activity import measure_activity
     from hwmodel.cli import main as hwmodel_main
-    from stllr.atomic import atomic_write_json
+    from core.atomic import atomic_write_json
     from stllr.data import load_data
 
     console.rule("[bold]4. Hardware estimate with the measured activity")
@@ -169,7 +169,7 @@ def hardware_stage(console, out: Path, model, config) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m stllr.demo", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m apps.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
     parser.add_argument("--epochs", type=int, default=None, help="float epochs (default: the config's)")

@@ -10,7 +10,7 @@
 Saturate and wrap events are counted, never silent: pass an :class:`OverflowCounter`
 and the integer model prints its summary at the end of every run.
 
->>> from fixedpoint.formats import FixedFormat
+>>> from core.formats import FixedFormat
 >>> vals, n = apply_overflow(np.array([-200, 5, 300]), FixedFormat.parse("s8.0"))
 >>> vals.tolist(), n
 ([-128, 5, 127], 2)
@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stllr.errors import InputError
+from core.errors import InputError
 
 if TYPE_CHECKING:  # formats imports this module; the type is only needed for hints
-    from fixedpoint.formats import FixedFormat
+    from core.formats import FixedFormat
 
 # Policy codes for numba kernels (index into OVERFLOW_POLICIES).
 SATURATE = 0
@@ -47,7 +47,7 @@ def overflow_code(policy: str) -> int:
 class FixedOverflowError(InputError):
     """A value left its format under the ``raise`` overflow policy.
 
-    An :class:`~stllr.errors.InputError`: the formats are the user's input, and every
+    An :class:`~core.errors.InputError`: the formats are the user's input, and every
     CLI reports it as one line (exit 2)."""
 
     def __str__(self) -> str:
@@ -184,13 +184,3 @@ class OverflowCounter:
 
     def __repr__(self) -> str:
         return f"OverflowCounter({len(self._rows)} tensors, {self.total_events} events)"
-
-
-def __getattr__(name: str):
-    """The numba twins (saturate_int, wrap_int) live in
-    :mod:`fixedpoint.scalar`, imported on first use."""
-    if name in ("saturate_int", "wrap_int"):
-        from fixedpoint import scalar
-
-        return getattr(scalar, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -36,7 +36,7 @@ TOP ``n`` bits of the new word (``word >> (32 - n)``).  Why the top bits:
 
 * The top ``n`` bits are a prefix of the binary fraction ``u = word / 2**32``, so
   stochastic rounding with ``n`` random bits on the integer path is exactly the float
-  comparison ``fraction >= 1 - u`` (see :mod:`fixedpoint.rounding`), for every ``n``
+  comparison ``fraction >= 1 - u`` (see :mod:`core.rounding`), for every ``n``
   at once; the low bits have no such meaning.
 * This is also the usual convention for xorshift-family outputs (Marsaglia, Vigna):
   the lowest bits are the weakest in the published statistical tests.  Plain
@@ -125,13 +125,3 @@ def seed_lanes(seed: int, num_lanes: int) -> np.ndarray:
     lanes = np.arange(int(num_lanes), dtype=np.uint64)
     x = (np.uint64(int(seed)) << np.uint64(32)) | lanes
     return _nonzero_state(_splitmix64_upper(x))
-
-
-def __getattr__(name: str):
-    """The numba twins (xorshift32_next, random_bits_int) live in
-    :mod:`fixedpoint.scalar`, imported on first use."""
-    if name in ("xorshift32_next", "random_bits_int"):
-        from fixedpoint import scalar
-
-        return getattr(scalar, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

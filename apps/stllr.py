@@ -16,12 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from stllr.errors import Parser, run_cli
+from core.errors import Parser, run_cli
 
 
 def _overrides(config, args):
     """Apply the few command-line overrides a sweep needs, re-validated by the schema."""
-    from stllr.config import parse_config, config_to_dict
+    from core.config import parse_config, config_to_dict
 
     data = config_to_dict(config)
     if getattr(args, "epochs", None) is not None:
@@ -34,7 +34,7 @@ def _overrides(config, args):
 
 
 def _train(args) -> int:
-    from stllr.config import load_config
+    from core.config import load_config
     from stllr.train import describe_network, train
 
     config = _overrides(load_config(args.config), args)
@@ -47,7 +47,7 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from stllr.config import load_config
+    from core.config import load_config
     from stllr.data import load_test_data
     from stllr.train import build_network, check_data_matches, evaluate, load_checkpoint, load_weights
 

@@ -53,7 +53,7 @@ DRAM_PJ_PER_BIT = 20.0
 REGISTER_PJ_PER_BIT = 0.03 / 8
 
 #: The default ``hardware.energy`` section (YAML shape), one entry per compute kind of
-#: fixedpoint.counters.KINDS (read/write are memory accesses, costed by placement).
+#: core.counters.KINDS (read/write are memory accesses, costed by placement).
 DEFAULT_ENERGY = {
     "source": SOURCE,
     "ops": {
