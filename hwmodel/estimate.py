@@ -98,7 +98,7 @@ def _valid_offsets(size: int, out: int, kernel: int, stride: int, padding: int) 
 
 def build_layers(config, quant) -> list[LayerInfo]:
     """LayerInfo per layer; constants quantized as the integer model does (InputError names the field)."""
-    from core.config import layer_shapes
+    from core.config import layer_shapes, resolve_layer
 
     network, learning = config.network, config.learning
     layers = []
@@ -121,7 +121,7 @@ def build_layers(config, quant) -> list[LayerInfo]:
             channels, positions, taps = math.prod(out_shape), 1, n_in
             tap_groups = ((n_in, 1),)
         pairs = sum(count * valid for count, valid in tap_groups)
-        reset = "none" if cfg.kind == "readout" else (cfg.reset or network.neuron.reset)
+        reset = resolve_layer(network, learning, index).reset
         layers.append(LayerInfo(index, cfg.kind, tuple(in_shape), tuple(out_shape), n_in, channels, positions,
                                 taps, pairs, tap_groups, cfg.bias, reset, fmts, const))
     return layers
