@@ -118,3 +118,23 @@ def add_sweep_commands(commands) -> None:
     report.add_argument("--all", action="store_true", help="every stored point, not only the last run's")
     report.add_argument("--plots", action="store_true", help="rewrite OUT/plots/*.png")
     report.set_defaults(handler=_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A parser with just ``sweep run`` / ``sweep report`` (``python -m sweep.cli``); the
+    ``stllr`` command registers the same subcommands."""
+    from stllr.errors import Parser
+
+    parser = Parser(prog="stllr", description="Co-design sweeps of the integer S-TLLR model on Dask")
+    add_sweep_commands(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from stllr.errors import run_cli
+
+    return run_cli(build_parser(), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

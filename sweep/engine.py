@@ -27,7 +27,6 @@ import logging
 import math
 import re
 import signal
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Callable
 
 from stllr.errors import InputError
-from sweep.spec import Point, Run, SweepPlan, canonical_json, describe_value, sha256
+from sweep.spec import Point, Run, SweepPlan, canonical_json, sha256
 from sweep.store import Store, SweepRunRecord, aggregate
 
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")

@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import random
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Iterator, Literal

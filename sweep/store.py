@@ -23,7 +23,6 @@ constraints, and the points computed, cached and failed (:class:`RunLog`).
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -301,9 +300,3 @@ def aggregate(point, runs: list[dict], sweep_run: int) -> dict:
     if rates:
         row["spike_rates"] = json.dumps([round(statistics.fmean(col), 6) for col in zip(*rates)])
     return row
-
-
-def finite_or_none(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

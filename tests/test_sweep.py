@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -112,6 +111,18 @@ def test_grid_points_carry_the_axis_values_and_stable_keys(tmp_path):
     assert points[0].runs[0].key != points[0].runs[1].key  # one key per seed
     assert len({p.key for p in points}) == 8
     assert [p.key for p in load_spec(spec).grid()] == [p.key for p in points]  # stable across loads
+
+
+def test_random_method_draws_distinct_grid_points_reproducibly(tmp_path):
+    axes = {"quant.weight.bits": [6, 7, 8, 9, 10], "learning.window": [1, 2, 3, 4, 5, 6]}
+    plan = load_spec(_spec(tmp_path, axes, method="random", samples=7, sampler_seed=11))
+    points = plan.initial_points()
+    assert len(points) == 7 and len({p.index for p in points}) == 7
+    assert all(0 <= p.index < 30 for p in points)
+    assert [p.index for p in load_spec(_spec(tmp_path, axes, method="random", samples=7,
+                                             sampler_seed=11)).initial_points()] == [p.index for p in points]
+    other = load_spec(_spec(tmp_path, axes, method="random", samples=7, sampler_seed=12)).initial_points()
+    assert [p.index for p in other] != [p.index for p in points]
 
 
 def test_pareto_front_keeps_the_non_dominated_feasible_points():
@@ -343,17 +354,20 @@ def test_nsga2_sweep_of_a_few_trials(tmp_path, capsys, cluster):
 
 
 def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(tmp_path, capsys, cluster):
-    slow = {**TINY, "train": {**TINY["train"], "epochs": 3}, "data": {**TINY["data"], "num_train": 96}}
+    slow = {**TINY, "train": {**TINY["train"], "epochs": 6}, "data": {**TINY["data"], "num_train": 160}}
     spec = _spec(tmp_path, {"train.lr": [0.0625, 0.125, 0.25, 0.03125, 0.015625, 0.5]}, config=slow)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "apps.stllr", "sweep", "run", str(spec), "--out", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec), "--out", str(out),
                              "--scheduler", cluster], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not ((out / RESULTS).exists() and _rows(out, "run")):
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=60)
+    seen = []
+    for line in proc.stdout:  # Ctrl-C right after the first run is reported (each takes ~1.5 s)
+        seen.append(line)
+        if "runs] points done" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    rest, stderr = proc.communicate(timeout=60)
+    stdout = "".join(seen) + rest
     assert proc.returncode == 130, stderr
     assert "interrupted" in stdout and "Traceback" not in stderr
     finished = _rows(out, "run")
