@@ -16,6 +16,7 @@ The rules every user-facing schema follows:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -162,17 +163,18 @@ def parse_yaml_text(text: str, source: str):
     return data
 
 
-def read_yaml(path: str | Path, what: str = "file"):
-    """Read and parse a YAML file; every failure is a one-line :class:`InputError`."""
+def read_text_file(path: str | Path, what: str, max_bytes: int) -> str:
+    """A UTF-8 text file of at most ``max_bytes``; a folder, a missing or unreadable file,
+    a larger one, bytes that are not UTF-8 or NUL bytes are one-line InputErrors."""
     path = Path(path)
     if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a YAML {what}")
+        raise InputError(f"{path}: is a folder, expected a {what}")
     if not path.is_file():
         raise InputError(f"{path}: {what} not found")
     try:
         size = path.stat().st_size
-        if size > MAX_YAML_BYTES:
-            raise InputError(f"{path}: {what} is {size} bytes, larger than {MAX_YAML_BYTES}")
+        if size > max_bytes:
+            raise InputError(f"{path}: {what} is {size} bytes, larger than {max_bytes}")
         raw = path.read_bytes()
     except OSError as error:
         raise InputError(f"{path}: cannot read {what} ({error.strerror or type(error).__name__})") from None
@@ -181,5 +183,44 @@ def read_yaml(path: str | Path, what: str = "file"):
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: {what} is not UTF-8 text (byte {error.start})") from None
     if "\x00" in text:
-        raise InputError(f"{path}: {what} is binary (holds NUL bytes), expected YAML text")
-    return parse_yaml_text(text, str(path))
+        raise InputError(f"{path}: {what} is binary (holds NUL bytes), expected text")
+    return text
+
+
+def read_yaml(path: str | Path, what: str = "file"):
+    """Read and parse a YAML file; every failure is a one-line :class:`InputError`."""
+    return parse_yaml_text(read_text_file(path, what, MAX_YAML_BYTES), str(Path(path)))
+
+
+# ------------------------------------------------------------------------------ JSON
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r:.40}")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number in JSON")
+
+
+def parse_json_text(text: str, source: str):
+    """Strict JSON (the file formats' reader): a key may appear once per object, NaN and
+    Infinity are refused, nesting is bounded by the interpreter; one-line InputError."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise InputError(f"{source}: not valid JSON (line {error.lineno}: {error.msg})") from None
+    except ValueError as error:  # duplicate key, NaN, an integer of thousands of digits
+        raise InputError(f"{source}: not valid JSON ({' '.join(str(error).split())[:80]})") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid JSON (nested too deep)") from None
+
+
+def read_json(path: str | Path, what: str, max_bytes: int):
+    """:func:`read_text_file` then :func:`parse_json_text`."""
+    return parse_json_text(read_text_file(path, what, max_bytes), str(Path(path)))

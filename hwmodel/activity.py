@@ -42,7 +42,6 @@ model's operation counters, which the estimate is tested against.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -52,7 +51,7 @@ from core.hardware import MAX_BATCH, MAX_NAME, first_error
 from hwmodel.config import fingerprint, window_of
 from hwmodel.estimate import FORWARD_QUANTITIES, LEARN_QUANTITIES, QUANTITIES, Activity, LayerInfo
 from core.errors import InputError
-from core.schema import Steps, StrictModel
+from core.schema import Steps, StrictModel, read_json
 
 FORMAT = "hwmodel-activity"
 VERSION = 1
@@ -166,45 +165,9 @@ def to_payload(data: dict) -> dict:
 # ------------------------------------------------------------------------------ file i/o
 
 
-def _unique_keys(pairs):
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r:.40}")
-        out[key] = value
-    return out
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not a number in JSON")
-
-
 def read_activity_json(path: str | Path):
     """Parse an activity file as JSON (size, UTF-8, duplicate keys, NaN checked); one-line InputError."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected an activity file")
-    if not path.is_file():
-        raise InputError(f"{path}: activity file not found")
-    try:
-        size = path.stat().st_size
-        if size > MAX_ACTIVITY_BYTES:
-            raise InputError(f"{path}: activity file is {size} bytes, larger than {MAX_ACTIVITY_BYTES}")
-        raw = path.read_bytes()
-    except OSError as error:
-        raise InputError(f"{path}: cannot read activity file ({error.strerror or type(error).__name__})") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: activity file is not UTF-8 text (byte {error.start})") from None
-    try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
-    except ValueError as error:  # duplicate key, NaN, an integer of thousands of digits
-        raise InputError(f"{path}: not valid JSON ({' '.join(str(error).split())[:80]})") from None
-    except RecursionError:
-        raise InputError(f"{path}: not valid JSON (nested too deep)") from None
+    return read_json(path, "activity file", MAX_ACTIVITY_BYTES)
 
 
 def load_activity(path: str | Path, inputs, layers: list[LayerInfo]) -> Activity:

@@ -28,7 +28,7 @@ from rtl_export import hexio
 from rtl_export.model import RTL_MAX_BITS
 from core.config import Config
 from core.errors import InputError
-from core.schema import MAX_SIZE, MAX_STEPS, Samples, Seed, Size, Steps, StrictModel
+from core.schema import MAX_SIZE, MAX_STEPS, Samples, Seed, Size, Steps, StrictModel, parse_json_text
 
 GOLDEN_SCHEMA = "stllr-rtl-golden/2"
 PARAMS_SCHEMA = "stllr-rtl-params/1"
@@ -470,19 +470,6 @@ def describe_error(error: ValidationError, data: Any, source: str) -> str:
     return f"{source}: {where}: {message}{got}" if where else f"{source}: {message}{got}"
 
 
-def _no_constants(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-def _unique_keys(pairs: list) -> dict:
-    out = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r:.40}")
-        out[key] = value
-    return out
-
-
 def inside(root: Path, rel: str, where: str) -> Path:
     """``root / rel`` if it stays inside ``root`` once symlinks are resolved; else InputError."""
     root = Path(root)
@@ -519,13 +506,10 @@ def read_manifest(root: Path, model: type[StrictModel], schema: str, what: str):
         raise InputError(f"{path}: {what} not found")
     payload = read_listed(path, MAX_MANIFEST_BYTES, what)
     try:
-        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constants, object_pairs_hook=_unique_keys)
+        text = payload.decode("utf-8")
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not UTF-8 (byte {error.start})") from None
-    except ValueError as error:  # JSONDecodeError is a ValueError; so are NaN and duplicate keys
-        raise InputError(f"{path}: not valid JSON ({str(error).splitlines()[0]:.80})") from None
-    except RecursionError:
-        raise InputError(f"{path}: not valid JSON (nested too deep)") from None
+    data = parse_json_text(text, str(path))
     if not isinstance(data, dict):
         raise InputError(f"{path}: top level must be an object")
     if data.get("schema") != schema:
