@@ -1,4 +1,4 @@
-"""Measured activity: the per-step counts of one integer-model run, as a JSON file.
+"""Measured activity: the per-step counts of an integer-model run (one or N batches), as a JSON file.
 
 File format (``format: hwmodel-activity``, ``version: 1``)::
 
@@ -7,7 +7,7 @@ File format (``format: hwmodel-activity``, ``version: 1``)::
       "fingerprint": "<sha256 of the network + quant sections>",
       "run": {"mode": "stllr" | "inference", "batch": B, "steps": T, "window": k,
               "rule": "stllr", "learning_signal": "bp", "update": "batch",
-              "bias_update": "reference"},
+              "bias_update": "reference", "batches": N},
       "layers": {
         "layer0": {"events": [T integers], "spikes": [...], ...},
         ...
@@ -20,7 +20,12 @@ File format (``format: hwmodel-activity``, ``version: 1``)::
 ``load_activity`` reads through it (strict: no unknown keys, no bool or float as a
 count, no NaN, no duplicate keys, at most :data:`MAX_ACTIVITY_BYTES`).
 
-Every series has one non-negative integer per step, summed over the batch; the quantity
+``run.batches`` (optional; absent means 1, and a one-batch file leaves it out): the file
+sums N consecutive batches of B samples each (:func:`measure_batches`); the estimate
+costs their mean, one typical batch (:func:`parse_activity` divides every total by N).
+
+Every series has one non-negative integer per step, summed over the batch (over the N
+batches' samples when ``run.batches`` is N); the quantity
 names and meanings are :data:`hwmodel.estimate.QUANTITY_HELP` (docs/hwmodel.md has the
 table). ``bptt_delta`` (optional; training runs, every layer on BPTT's backward path) is
 the one quantity that is not the integer model's: the non-zero BPTT membrane gradients
@@ -28,11 +33,12 @@ du[t] of the same run, propagated from its errors and Psi (:func:`bptt_delta_ser
 so that BPTT is costed with the same activity as S-TLLR. A count is at most what the layer can hold in one step (e.g. ``spikes`` <= B x
 neurons, ``events`` <= B x valid input operands); learning quantities are zero outside
 the window and exist only for learning layers; an inference run has forward quantities
-only. The fingerprint ties the file to one network and one set of formats: activity from
+only; with N batches every bound is N times one batch's. The fingerprint ties the file to one network and one set of formats: activity from
 another network is refused, and so is a file whose run (T, k, learning signal, update,
 bias update, rule) differs from the config. ``overflow`` is the integer model's overflow
 counter after the run (saturate/wrap events per tensor, weight quantization included),
-so a measurement taken on saturated values is never mistaken for a clean one.
+so a measurement taken on saturated values is never mistaken for a clean one (with N
+batches: the counter after the last, i.e. over all N runs).
 
 :func:`measure_activity` writes such a file from a run of :class:`fixedpoint.network.IntNetwork`:
 it reads the arrays the model logs (spikes, Psi, traces, errors, learning signals,
@@ -60,6 +66,8 @@ RUN_FIELDS = ("rule", "learning_signal", "update", "bias_update")
 MAX_ACTIVITY_BYTES = 64 * 2**20
 #: Largest count in a file: integers above 2**53 are not exact in float64 JSON readers.
 MAX_COUNT = 2**53
+#: Most consecutive batches one measurement runs (``hwmodel measure --batches``).
+MAX_BATCHES = 10_000
 
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Word = Annotated[str, Field(max_length=MAX_NAME)]
@@ -79,6 +87,15 @@ class ActivityRun(StrictModel):
     learning_signal: Word
     update: Word
     bias_update: Word
+    #: consecutive batches summed in the series (None: a one-batch file, written without it)
+    batches: Annotated[int, Field(ge=1, le=MAX_BATCHES)] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _batches_not_null(cls, data):
+        if isinstance(data, dict) and "batches" in data and data["batches"] is None:
+            raise ValueError("batches: null; leave it out for a one-batch file")
+        return data
 
     @model_validator(mode="after")
     def _window_within_steps(self) -> "ActivityRun":
@@ -175,8 +192,9 @@ def load_activity(path: str | Path, inputs, layers: list[LayerInfo]) -> Activity
     return parse_activity(read_activity_json(path), str(path), inputs, layers)
 
 
-def _per_step_limit(quantity: str, ly: LayerInfo, above: LayerInfo | None, batch: int) -> int | None:
-    """Largest count of ``quantity`` in one step of a batch (None: the layer has no such quantity)."""
+def _per_step_limit(quantity: str, ly: LayerInfo, above: LayerInfo | None, samples: int) -> int | None:
+    """Largest count of ``quantity`` in one step summed over ``samples`` samples (B, or N x B
+    for a file of N batches); None: the layer has no such quantity."""
     spiking = ly.n_out if ly.spiking else None
     recurrent = ly.n_out * ly.n_out if ly.recurrent else None
     per_sample = {
@@ -191,11 +209,16 @@ def _per_step_limit(quantity: str, ly: LayerInfo, above: LayerInfo | None, batch
         "bias_causal": ly.n_out if ly.bias else None, "bias_noncausal": ly.n_out if ly.bias else None,
         "bptt_delta": ly.n_out,
     }[quantity]
-    return None if per_sample is None else batch * per_sample
+    return None if per_sample is None else samples * per_sample
 
 
 def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity:
-    """Check an activity mapping (see the module docstring) and total it per layer."""
+    """Check an activity mapping (see the module docstring) and total it per layer.
+
+    A file of N batches (``run.batches``) is returned as its mean batch: every total and
+    every per-step value divided by N (floats when N > 1), so that the estimate costs one
+    typical batch of B samples (one weight write, eta = lr / (B k)) and its per-sample
+    figures are per sample, not N times too high. N = 1 keeps the integer counts."""
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object with format {FORMAT!r}")
     # format, version and fingerprint first: a file of another kind is named as such
@@ -231,6 +254,9 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
     lowest = min(learners)
     start = steps - run.window
     batch = run.batch
+    batches = run.batches or 1
+    samples = batches * batch  # the series sum this many samples
+    within = f"N = {batches} batches of B = {batch} samples" if batches > 1 else f"B = {batch} samples"
     totals, per_step = [], []
     for ly in layers:
         entry = parsed.layers.get(ly.name)
@@ -245,7 +271,7 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
             where = f"{path}: layers.{ly.name}.{quantity}"
             if len(values) != steps:
                 raise InputError(f"{where}: expected {steps} non-negative integers (one per step), got {len(values)}")
-            limit = _per_step_limit(quantity, ly, above, batch)
+            limit = _per_step_limit(quantity, ly, above, samples)
             if limit is None:
                 raise InputError(f"{where}: a {ly.kind} layer{' without bias' if 'bias' in quantity else ''} "
                                  "has no such quantity")
@@ -254,7 +280,7 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
             for step, value in enumerate(values):
                 if value > limit:
                     raise InputError(f"{where}: {value} at step {step}, more than the {limit} possible "
-                                     f"(B = {batch} samples of this layer)")
+                                     f"({within} of this layer)")
             if quantity in BPTT_QUANTITIES and ly.index < lowest:
                 raise InputError(f"{where}: {ly.name} is below the lowest learning layer (not on BPTT's "
                                  "backward path)")
@@ -265,8 +291,8 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
                 if early is not None:
                     raise InputError(f"{where}: non-zero at step {early}, before the learning window "
                                      f"(the last k = {run.window} of T = {steps} steps)")
-            t[quantity] = sum(values)
-            s[quantity] = list(values)
+            t[quantity] = sum(values) / batches if batches > 1 else sum(values)
+            s[quantity] = [v / batches for v in values] if batches > 1 else list(values)
         totals.append(t)
         per_step.append(s)
     in_rates = [t["events"] / (batch * steps * ly.pairs) if ly.pairs else 0.0 for t, ly in zip(totals, layers)]
@@ -286,7 +312,7 @@ def parse_activity(data, path: str, inputs, layers: list[LayerInfo]) -> Activity
     overflow = parsed.overflow.total_events if parsed.overflow is not None else None
     return Activity(batch, steps, run.window, train, True, totals, delta, in_rates, out_rates, per_step,
                     source=path, overflow_events=overflow,
-                    delta_source="measured" if measured_delta else "rates")
+                    delta_source="measured" if measured_delta else "rates", batches=batches)
 
 
 # ------------------------------------------------------------------------- measurement
@@ -369,6 +395,7 @@ def _valid_nonzero(values, idx):
 
 def measure_activity(model, config, quant, x, target=None, train: bool = True, apply: bool = True):
     """Run ``model`` (an IntNetwork) on one batch with logging; return (activity dict, result).
+    (:func:`measure_batches` runs several and sums them.)
 
     x: (B, T, *input_shape) floats on the input grid; target: (B,) class indices (train).
     The counts come from the logged arrays, never from ``model.ops``.
@@ -482,3 +509,39 @@ def measure_activity(model, config, quant, x, target=None, train: bool = True, a
                "layers": {name: {q: v for q, v in s.items()} for name, s in out.items()},
                "overflow": overflow_dict(model.overflow)}
     return to_payload(payload), result
+
+
+def measure_batches(model, config, quant, batches, train: bool = True, apply: bool = True):
+    """Run ``model`` on consecutive batches, in the order given, with :func:`measure_activity`
+    each; return (activity dict summing them, list of results).
+
+    batches: a sequence of (x, target) of B samples each (the same B). A training run
+    (``train`` and ``apply``) writes the weights after every batch, so batch n + 1 is
+    measured on the weights batch n left, as on chip; an inference run writes nothing.
+    Every per-step series is the sum over the batches (step t of each batch added), and
+    ``run.batches`` says how many (left out for one, so that a one-batch file is what
+    :func:`measure_activity` writes). ``overflow`` is the model's counter after the last
+    batch (it accumulates over the runs). The file is the same as measuring each batch
+    with :func:`measure_activity` on the same model, one after the other, and adding
+    their series."""
+    batches = list(batches)
+    if not 1 <= len(batches) <= MAX_BATCHES:
+        raise ValueError(f"measure_batches: 1..{MAX_BATCHES} batches, got {len(batches)}")
+    payload, results = None, []
+    for x, target in batches:
+        one, result = measure_activity(model, config, quant, x, target, train=train, apply=apply)
+        results.append(result)
+        if payload is None:
+            payload = one
+            continue
+        if one["run"]["batch"] != payload["run"]["batch"]:
+            raise ValueError(f"measure_batches: batches of {payload['run']['batch']} and "
+                             f"{one['run']['batch']} samples; every batch needs the same B")
+        for name, series in one["layers"].items():
+            total = payload["layers"][name]
+            for quantity, values in series.items():
+                total[quantity] = [a + b for a, b in zip(total[quantity], values)]
+        payload["overflow"] = one["overflow"]  # cumulative: the counter after the last batch
+    if len(batches) > 1:
+        payload["run"]["batches"] = len(batches)
+    return to_payload(payload), results

@@ -5,8 +5,8 @@
                      [--plot FILE.png] [--detail] [--timing]
     hwmodel compare  [--net] CONFIG [--hw ...] [--activity ...] [--steps T] [--ks 1,2,5,10]
                      [--steps-list 10,20,50,100] [--json | --csv] [--out FILE] [--plot FILE.png]
-    hwmodel measure  [--net] CONFIG --out ACT.json [--batch B] [--steps T] [--checkpoint CKPT]
-                     [--inference]
+    hwmodel measure  [--net] CONFIG --out ACT.json [--batch B] [--batches N] [--steps T]
+                     [--checkpoint CKPT] [--inference]
 
 The config is given positionally or as ``--net CONFIG`` (not both). Bad input prints one
 line naming the field or file to stderr and exits with code 2; every output is checked
@@ -32,6 +32,9 @@ from core.hardware import MAX_BATCH  # most samples in one measured batch
 from core.errors import InputError, Parser
 from core.schema import MAX_STEPS
 
+#: Most consecutive batches ``measure --batches`` runs (hwmodel.activity.MAX_BATCHES;
+#: not imported from there: the estimate path keeps the CLI's imports light).
+MAX_BATCHES = 10_000
 #: Most values in --ks or --steps-list (the sweep is one row per pair).
 MAX_LIST = 64
 #: Windows k swept by compare without --ks (those <= T).
@@ -293,8 +296,9 @@ def _compare(args) -> int:
     return 0
 
 
-def _measure_data(config, batch_flag: int | None):
-    """(x, y) of the first B training samples, checked against the network."""
+def _measure_data(config, batch_flag: int | None, batches: int = 1):
+    """(x, y) of the first N x B training samples in stored order (N = ``batches``),
+    checked against the network; :func:`_measure` cuts them into N batches of B."""
     import math
 
     import numpy as np
@@ -308,8 +312,12 @@ def _measure_data(config, batch_flag: int | None):
         flag = "--batch" if batch_flag else "train.batch_size"
         raise InputError(f"{flag}: B = {batch} exceeds the {available} training samples of the data; "
                          "give a smaller --batch")
-    x = np.asarray(train_set.x[:batch], np.float64)
-    y = np.asarray(train_set.y[:batch])
+    if batches * batch > available:
+        raise InputError(f"--batches: N = {batches} batches of B = {batch} need {batches * batch} samples, "
+                         f"the data has {available} training samples; give a smaller --batches (at most "
+                         f"{available // batch}) or --batch")
+    x = np.asarray(train_set.x[:batches * batch], np.float64)
+    y = np.asarray(train_set.y[:batches * batch])
     shape = list(config.network.input_shape)
     if math.prod(x.shape[2:]) != math.prod(shape):
         raise InputError(f"data: samples of shape {list(x.shape[2:])} do not fit network.input_shape {shape}")
@@ -320,18 +328,34 @@ def _measure_data(config, batch_flag: int | None):
 
 
 def _measure(args) -> int:
+    """Run the integer model on N = ``--batches`` consecutive batches of B training samples
+    and write their summed activity (the estimate costs their mean batch).
+
+    The batches are the first N x B training samples in stored order, batch n being
+    samples nB..(n+1)B-1 -- not the shuffled order of a training epoch
+    (``iterate_batches(shuffle=True, seed=train.seed, epoch=0)``). Chosen so that
+    ``--batches 1`` is exactly the one-batch measurement it always was (the first B
+    samples: the same file, the same key-by-key equality with the integer model's
+    counters, the documented figures unchanged), and so that the N-batch run starts with
+    that batch and every N extends the shorter runs (batches 1..N of ``--batches N + 1``
+    are ``--batches N``), whatever the data set's size (a permutation of all samples
+    would change with it). The weights still evolve as on chip: each training batch is
+    followed by its weight write, so batch n + 1 runs on the weights batch n left
+    (``--inference`` writes nothing). The price: a data set stored sorted by class would
+    give N unrepresentative batches; the bundled data sets are stored in mixed order.
+    """
     from hwmodel.config import load_inputs
 
     _check_outputs([("--out", args.out)], [args.config, args.checkpoint])
     loaded = {}
 
     def data_steps(config) -> int:  # T of the data files when the config does not say
-        loaded["data"] = _measure_data(config, args.batch)
+        loaded["data"] = _measure_data(config, args.batch, args.batches)
         return int(loaded["data"][0].shape[1])
 
     inputs = load_inputs(args.config, None, args.steps, data_steps=data_steps)
     config, quant = inputs.config, inputs.quant
-    x, y = loaded["data"] if "data" in loaded else _measure_data(config, args.batch)
+    x, y = loaded["data"] if "data" in loaded else _measure_data(config, args.batch, args.batches)
     if x.shape[1] != inputs.steps:
         flag = "--steps" if args.steps else "data.num_steps"
         raise InputError(f"{flag}: the data has T = {x.shape[1]}, not {inputs.steps}")
@@ -340,7 +364,7 @@ def _measure(args) -> int:
 
     from fixedpoint.config import check_learning
     from fixedpoint.network import IntNetwork
-    from hwmodel.activity import measure_activity
+    from hwmodel.activity import measure_batches
     from stllr.network import SpikingNetwork
 
     check_learning(config.learning)
@@ -356,15 +380,20 @@ def _measure(args) -> int:
 
         load_weights(net, checkpoint, args.checkpoint)
     model = IntNetwork.from_float(net, quant, lr=config.train.lr)
-    payload, _ = measure_activity(model, config, quant, x, y, train=not args.inference)
+    size = x.shape[0] // args.batches  # B
+    batches = [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(args.batches)]
+    payload, _ = measure_batches(model, config, quant, batches, train=not args.inference)
     from hwmodel.report import to_json
 
     _write_outputs([("--out", args.out, to_json(payload).encode())])
     run, overflow = payload["run"], payload["overflow"]
     weights = (f"weights of {args.checkpoint}" if args.checkpoint
                else f"initial weights (train.seed {config.train.seed})")
-    print(f"hwmodel: wrote {args.out} ({run['mode']}, B={run['batch']}, T={run['steps']}, {weights})")
-    print("overflow summary (saturate/wrap events per tensor: weight quantization and this batch):")
+    n = run.get("batches", 1)
+    runs = f", {n} consecutive batches (summed; the estimate costs their mean)" if n > 1 else ""
+    print(f"hwmodel: wrote {args.out} ({run['mode']}, B={run['batch']}, T={run['steps']}{runs}, {weights})")
+    which = f"these {n} batches" if n > 1 else "this batch"
+    print(f"overflow summary (saturate/wrap events per tensor: weight quantization and {which}):")
     print(model.overflow.summary())
     if overflow["total_events"]:
         print(f"hwmodel measure: warning: {overflow['total_events']} overflow events (saturate/wrap) in the "
@@ -412,6 +441,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_argument(meas)
     meas.add_argument("--out", required=True, help="activity JSON to write")
     meas.add_argument("--batch", type=_bounded(1, MAX_BATCH), help="samples (default train.batch_size)")
+    meas.add_argument("--batches", type=_bounded(1, MAX_BATCHES), default=1,
+                      help=f"consecutive batches of B to run, 1..{MAX_BATCHES} (default 1): the first N x B "
+                           "training samples, weights written after each training batch; the file sums "
+                           "them, the estimate costs their mean")
     meas.add_argument("--steps", type=_bounded(1, MAX_STEPS), help="T (overrides data.num_steps)")
     meas.add_argument("--checkpoint", help="float checkpoint (stllr train) whose weights to measure "
                                            "(default: the initial weights, seeded by train.seed)")

@@ -16,7 +16,9 @@ kind, width, tensor)``. Every count is a structural factor (fan-out, sizes, step
 constant's cost class) times an *activity* quantity (how many operands were non-zero):
 measured per step by the integer model (:mod:`hwmodel.activity`), or expected from rates.
 With measured activity the S-TLLR and inference counts equal the integer model's
-``OpCounter`` exactly, key by key (tests/test_hwmodel.py).
+``OpCounter`` exactly, key by key (tests/test_hwmodel.py), for a file of one batch; a file
+of N consecutive batches (``hwmodel measure --batches N``) is costed as their mean batch,
+the expected cost of one batch.
 """
 
 from __future__ import annotations
@@ -232,7 +234,9 @@ QUANTITY_HELP = {q: spec.QUANTITY_HELP[q] for q in QUANTITIES}
 class Activity:
     """Totals of the activity quantities per layer for one batch (B samples, T steps).
 
-    ``measured``: exact counts from the integer model (ints); otherwise expected values.
+    ``measured``: counts from the integer model (ints for one batch; for a file of
+    ``batches`` = N > 1 consecutive batches, the mean per batch: their sums / N, floats);
+    otherwise expected values.
     ``delta``: density of non-zero BPTT membrane gradients du per layer over all T steps
     (measured files: propagated from the run's Psi and errors, see
     :func:`hwmodel.activity.bptt_delta_series`; rates: ``delta``, else ``signal``).
@@ -252,6 +256,12 @@ class Activity:
     source: str = "rates"
     overflow_events: int | None = None  # saturate/wrap events of the measured run (None: not recorded)
     delta_source: str = "rates"  # where ``delta`` comes from: measured | rates
+    batches: int = 1  # measured: batches the totals are the mean of
+
+    @property
+    def described(self) -> str:
+        """``source``, with "(mean of N batches)" for a measurement of N > 1 batches."""
+        return f"{self.source} (mean of {self.batches} batches)" if self.batches > 1 else self.source
 
     def get(self, index: int, name: str) -> float:
         return self.totals[index].get(name, 0)
@@ -892,7 +902,9 @@ def estimate(inputs: ModelInputs, activity=None, modes=MODES, batch: int | None 
 def truncated_activity(act: Activity, window: int) -> Activity:
     """A measured activity of window K seen as one of window k <= K at the same T: the
     learning quantities of the last k steps only. Exact for ``update: batch`` (the weights
-    do not change within the batch, so steps T-k..T-1 learn the same in either run)."""
+    do not change within the batch, so steps T-k..T-1 learn the same in either run) and one
+    batch; for the mean of N > 1 batches only the first batch is exact (the later ones ran
+    on weights that the window K wrote)."""
     if not act.measured or act.per_step is None or window > act.window:
         raise ValueError("truncation needs a measured activity with a window >= k")
     start = act.steps - window
@@ -906,7 +918,8 @@ def truncated_activity(act: Activity, window: int) -> Activity:
     per_step = [{q: (v if q not in LEARN_QUANTITIES else [0] * start + v[start:]) for q, v in s.items()}
                 for s in act.per_step]
     return Activity(act.batch, act.steps, window, act.train, True, totals, list(act.delta), list(act.input_rates),
-                    list(act.output_rates), per_step, act.source, act.overflow_events, act.delta_source)
+                    list(act.output_rates), per_step, act.source, act.overflow_events, act.delta_source,
+                    act.batches)
 
 
 def rates_of(act: Activity, layers: list[LayerInfo]):
@@ -964,6 +977,6 @@ def estimate_at(est: Estimate, steps: int, window: int, modes=("stllr", "bptt"))
         return estimate(at, truncated_activity(act, window), modes), "measured, last k steps"
     setup = make_setup(est.layers, config, steps, act.batch)
     derived = expected_activity(est.layers, rates_of(act, est.layers), setup)
-    derived.source = f"rates from {act.source}"
+    derived.source = f"rates from {act.described}"
     derived.delta_source = act.delta_source
     return estimate(at, derived, modes), "rates from measured"

@@ -111,7 +111,7 @@ def network_line(est: Estimate) -> str:
                          [f"{ly.kind}:{'x'.join(map(str, ly.out_shape))}" for ly in est.layers])
     setup = est.setup
     return (f"{shapes} | T={setup.steps} k={setup.window} B={setup.batch} | {cfg.learning.learning_signal}, "
-            f"{cfg.learning.update} update | activity: {est.activity.source}")
+            f"{cfg.learning.update} update | activity: {est.activity.described}")
 
 
 def mode_summary(est: Estimate, mode: str) -> dict:
@@ -234,6 +234,7 @@ def to_dict(est: Estimate, detail: bool = True) -> dict:
                   "learners": [est.layers[i].name for i in setup.learners]},
         "warnings": list(est.warnings),
         "activity": {"source": est.activity.source, "measured": est.activity.measured,
+                     "batches": est.activity.batches,  # measured: the totals are the mean of this many
                      "input_rates": est.activity.input_rates, "output_rates": est.activity.output_rates,
                      "bptt_delta": est.activity.delta, "bptt_delta_source": est.activity.delta_source,
                      "overflow_events": est.activity.overflow_events},
@@ -338,7 +339,8 @@ def render(est: Estimate, console, detail: bool = False, warnings: bool = True) 
     console.print("units: per sample; memory in KiB/MiB (1 KiB = 1024 bytes); AC = synaptic accumulate "
                   "(syn_add), MUL = multiply, MAC = multiply-accumulate")
     if est.activity.overflow_events:
-        console.print(f"warning: the measured run had {est.activity.overflow_events} overflow events "
+        runs = f" ({est.activity.batches} batches)" if est.activity.batches > 1 else ""
+        console.print(f"warning: the measured run{runs} had {est.activity.overflow_events} overflow events "
                       "(saturate/wrap): its counts are of clipped values")
     if warnings:
         render_warnings(est.warnings, console)

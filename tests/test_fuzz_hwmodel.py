@@ -702,3 +702,166 @@ def test_rich_text_with_markup_in_names(world):
     outcome = run(main, ["estimate", config])  # straight to the terminal
     assert_accepted(outcome)
     assert "[/bold] [red" in outcome.stdout
+
+
+# ------------------------------------------------------------------- measure --batches N
+
+
+def _measured_model(world: Path):
+    """(inputs, model): the integer model exactly as ``hwmodel measure`` builds it (initial
+    weights seeded by train.seed)."""
+    from fixedpoint.network import IntNetwork
+    from hwmodel.config import load_inputs
+
+    inputs = load_inputs(world / "base.yaml", None, None)
+    torch.manual_seed(inputs.config.train.seed)
+    net = SpikingNetwork(inputs.config.network, inputs.config.learning).double()
+    return inputs, IntNetwork.from_float(net, inputs.quant, lr=inputs.config.train.lr)
+
+
+def _data_batches(world: Path, n: int, size: int = BATCH):
+    """The first n batches of ``size`` samples of the world's data, in stored order."""
+    data = np.load(world / "data.npz")
+    x, y = data["x"].astype(np.float64), data["y"]
+    return [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(n)]
+
+
+def _per_sample(est, mode: str = "stllr") -> dict:
+    result = est.results[mode]
+    return {key: n / result.batch for key, n in result.counts.items() if n}
+
+
+@pytest.mark.parametrize("inference", [False, True], ids=["train", "inference"])
+def test_measure_batches_sums_consecutive_batches_and_costs_their_mean(world, inference):
+    """--batches 3: the file's series are the sums of three consecutive batches, each
+    measured here with measure_activity on one model (the weights written after each
+    training batch); its first batch is the --batches 1 file; the estimate's per-sample
+    counts are the mean of the three one-batch estimates, and three times its per-batch
+    counts are the integer model's counters over the three batches, key by key."""
+    from hwmodel.activity import measure_activity, parse_activity
+    from hwmodel.estimate import build_layers, estimate
+
+    folder = case_dir(world)
+    out = folder / "act3.json"
+    flags = ["--inference"] if inference else []
+    outcome = run(main, ["measure", world / "base.yaml", "--out", out, "--batches", 3, *flags])
+    assert_accepted(outcome)
+    assert "3 consecutive batches" in outcome.stdout
+    three = json.loads(out.read_text())
+    assert three["run"]["batches"] == 3 and three["run"]["batch"] == BATCH
+
+    inputs, model = _measured_model(world)
+    singles = [measure_activity(model, inputs.config, inputs.quant, x, y, train=not inference)[0]
+               for x, y in _data_batches(world, 3)]
+    assert all("batches" not in one["run"] for one in singles)  # a one-batch file leaves it out
+    assert singles[0] == json.loads((world / ("act_inf.json" if inference else "act.json")).read_text())
+    for name, series in three["layers"].items():
+        assert set(series) == set(singles[0]["layers"][name])
+        for quantity, values in series.items():
+            assert values == [sum(v) for v in zip(*(one["layers"][name][quantity] for one in singles))], \
+                f"{name}.{quantity}"
+    assert three["overflow"] == singles[-1]["overflow"]  # the counter after the last batch
+    if not inference:  # the weights moved: the batches are not the same run thrice
+        assert singles[1]["layers"]["layer1"]["signal"] != singles[0]["layers"]["layer1"]["signal"] or \
+            singles[1]["layers"]["layer0"]["spikes"] != singles[0]["layers"]["layer0"]["spikes"]
+
+    layers = build_layers(inputs.config, inputs.quant)
+    modes = ("inference",) if inference else ("inference", "stllr", "bptt")
+    mode = "inference" if inference else "stllr"
+    act3 = parse_activity(three, str(out), inputs, layers)
+    assert act3.batches == 3 and act3.batch == BATCH
+    est3 = estimate(inputs, act3, modes)
+    ests = [estimate(inputs, parse_activity(one, f"batch{i}", inputs, layers), modes)
+            for i, one in enumerate(singles)]
+    mean = {}
+    for est in ests:
+        for key, n in _per_sample(est, mode).items():
+            mean[key] = mean.get(key, 0) + n / 3
+    got = _per_sample(est3, mode)
+    assert set(got) == set(mean)
+    for key in got:
+        assert got[key] == pytest.approx(mean[key], rel=1e-12), key
+    assert est3.results[mode].energy_pj == pytest.approx(sum(e.results[mode].energy_pj for e in ests) / 3)
+    ops = model.ops.as_dict()  # the three runs, as executed
+    assert {key: round(n * 3) for key, n in est3.results[mode].counts.items() if n} == ops
+    assert all(abs(n * 3 - round(n * 3)) < 1e-6 for n in est3.results[mode].counts.values())
+
+    cost = folder / "cost.json"
+    payload = accepted_json(["estimate", world / "base.yaml", "--activity", out, "--modes", ",".join(modes),
+                             "--json", "--out", cost], cost)
+    assert payload["activity"]["batches"] == 3
+    text = folder / "cost.txt"
+    assert_accepted(run(main, ["estimate", world / "base.yaml", "--activity", out, "--modes", ",".join(modes),
+                               "--out", text]))
+    assert "(mean of 3 batches)" in text.read_text()
+    one = folder / "cost1.txt"
+    assert_accepted(run(main, ["estimate", world / "base.yaml", "--activity", world / "act.json", "--out", one]))
+    assert "mean of" not in one.read_text()
+
+
+@hyp(12)
+@given(st.one_of(st.integers(-2, SAMPLES + 1), st.sampled_from([10000, 10001, 2**64]),
+                 st.sampled_from(["2.0", "two", "", "1e2", "0x3"])),
+       st.sampled_from([None, 1, 2]))
+def test_measure_batches_flag(world, batches, batch):
+    """--batches in 1..10000 and N x B at most the training samples, else one line naming
+    --batches, exit 2, nothing written."""
+    folder = case_dir(world)
+    out = folder / "act.json"
+    size = batch or BATCH
+    argv = ["measure", world / "base.yaml", "--out", out, "--batches", batches,
+            *(["--batch", batch] if batch else [])]
+    if not isinstance(batches, int) or not 1 <= batches <= 10000:
+        refused(world, argv, "--batches")
+        return
+    if batches * size > SAMPLES:
+        refused(world, argv, ["--batches", f"N = {batches}", f"B = {size}", f"{SAMPLES} training samples"])
+        return
+    event("valid")
+    payload = accepted_json(argv, out)
+    assert payload["run"]["batch"] == size
+    assert payload["run"].get("batches", 1) == batches and (batches > 1) == ("batches" in payload["run"])
+    assert all(0 <= e <= batches * size * N_IN for e in payload["layers"]["layer0"]["events"])
+
+
+def test_measure_batches_bound_matches_the_activity_module():
+    from hwmodel import activity, cli
+
+    assert cli.MAX_BATCHES == activity.MAX_BATCHES == 10000
+
+
+def _three_batch_file(world: Path) -> dict:
+    path = world / "act3.json"
+    if not path.exists():
+        assert_accepted(run(main, ["measure", world / "base.yaml", "--out", path, "--batches", 3]))
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("value,ok", [(3 * BATCH * HIDDEN, True), (3 * BATCH * HIDDEN + 1, False)])
+def test_activity_file_bounds_scale_with_batches(world, value, ok):
+    """A file of N batches may count up to N times what one batch holds per step, no more;
+    the same count in a one-batch file is refused."""
+    folder = case_dir(world)
+    data = _three_batch_file(world)
+    data["layers"]["layer0"]["spikes"][0] = value
+    path = folder / "act.json"
+    path.write_text(json.dumps(data))
+    argv = ["estimate", world / "base.yaml", "--activity", path, "--json", "--out", folder / "cost.json"]
+    if ok:
+        assert_accepted(run(main, argv))
+    else:
+        refused(world, argv, [str(path), "layers.layer0.spikes", f"N = 3 batches of B = {BATCH}"])
+    del data["run"]["batches"]  # as one batch, three batches' counts are too many
+    path.write_text(json.dumps(data))
+    refused(world, argv, [str(path), "more than the", f"(B = {BATCH} samples of this layer)"])
+
+
+@pytest.mark.parametrize("value", [0, -1, 10001, True, 2.0, "3", None])
+def test_activity_file_bad_batches(world, value):
+    folder = case_dir(world)
+    data = _three_batch_file(world)
+    data["run"]["batches"] = value
+    path = folder / "act.json"
+    path.write_text(json.dumps(data))
+    refused(world, ["estimate", world / "base.yaml", "--activity", path, "--out", folder / "cost.txt"],
+            [str(path), "run.batches"])
