@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from fixedpoint import spec
-from fixedpoint.config import LayerConstants, LayerFormats, SPIKES, eta_code, layer_constants, layer_formats
+from fixedpoint.config import LayerFormats, SPIKES, eta_code, layer_constants, layer_formats
 from core.counters import KINDS, PHASES, OpKey
 from core.hardware import HardwareConfig
 from hwmodel.config import ModelInputs, window_of
@@ -50,39 +50,14 @@ GRADIENT_TENSORS = ("update", "rec_update", "bias_update")
 
 
 @dataclass(frozen=True)
-class LayerInfo:
-    """Sizes, formats and constants of one layer; conv geometry in closed form."""
+class LayerInfo(spec.LayerShape):
+    """A layer as the datapath spec sees it (sizes, kind, formats, constants), plus the
+    shapes and the conv geometry in closed form that the cost model needs."""
 
-    index: int
-    kind: str  # linear | recurrent | conv2d | readout
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    n_in: int  # flat input elements per sample
-    channels: int  # output channels (outputs of a dense layer)
-    positions: int  # output positions (1 for a dense layer)
-    taps: int  # weights per output channel (C_in K K, or n_in)
-    pairs: int  # valid (tap, position) pairs: sum over positions of taps not in padding
-    tap_groups: tuple[tuple[int, int], ...]  # (number of taps, valid positions of each)
-    bias: bool
-    reset: str
-    fmts: LayerFormats
-    const: LayerConstants
-
-    @property
-    def name(self) -> str:
-        return f"layer{self.index}"
-
-    @property
-    def n_out(self) -> int:
-        return self.channels * self.positions
-
-    @property
-    def spiking(self) -> bool:
-        return self.kind != "readout"
-
-    @property
-    def recurrent(self) -> bool:
-        return self.kind == "recurrent"
+    in_shape: tuple[int, ...] = ()
+    out_shape: tuple[int, ...] = ()
+    pairs: int = 0  # valid (tap, position) pairs: sum over positions of taps not in padding
+    tap_groups: tuple[tuple[int, int], ...] = ()  # (number of taps, valid positions of each)
 
     @property
     def weight_size(self) -> int:
@@ -124,8 +99,9 @@ def build_layers(config, quant) -> list[LayerInfo]:
             tap_groups = ((n_in, 1),)
         pairs = sum(count * valid for count, valid in tap_groups)
         reset = resolve_layer(network, learning, index).reset
-        layers.append(LayerInfo(index, cfg.kind, tuple(in_shape), tuple(out_shape), n_in, channels, positions,
-                                taps, pairs, tap_groups, cfg.bias, reset, fmts, const))
+        layers.append(LayerInfo(index, cfg.kind, n_in, channels, positions, taps, cfg.bias, reset, fmts, const,
+                                in_shape=tuple(in_shape), out_shape=tuple(out_shape), pairs=pairs,
+                                tap_groups=tap_groups))
     return layers
 
 
@@ -361,11 +337,6 @@ class Tally:
                    if all(v is None or getattr(key, f) == v for f, v in want.items()))
 
 
-def layer_shape(ly: LayerInfo) -> spec.LayerShape:
-    return spec.LayerShape(ly.index, ly.kind, ly.n_in, ly.channels, ly.positions, ly.taps, ly.bias, ly.reset,
-                           ly.fmts, ly.const)
-
-
 def structural(ly: LayerInfo, setup: Setup, readout: bool) -> dict[str, float]:
     """The spec's structural quantities of one layer for one batch (B samples, T steps)."""
     B, T, k = setup.batch, setup.steps, setup.window
@@ -379,17 +350,16 @@ def spec_counts(layers: list[LayerInfo], act: Activity, setup: Setup, train: boo
     """The datapath spec's ops (fixedpoint/spec.py) x the activity: what IntNetwork.run
     executes -- inference (forward only), or S-TLLR training with the weight write."""
     learning = spec.Learning(setup.learning_signal, setup.bias_update, setup.learners) if train else None
-    shapes = [layer_shape(ly) for ly in layers]
     readout = len(layers) - 1
     quantities = [{**act.totals[i], **structural(ly, setup, i == readout)} for i, ly in enumerate(layers)]
     tally = Tally()
-    for index, ops in spec.network_spec(shapes, learning).items():
+    for index, ops in spec.network_spec(layers, learning).items():
         for op in ops:
             n = quantities[readout if op.source == "readout" else index].get(op.count, 0) * op.per
             tally.add(layers[index].name, op.phase, op.kind, op.width, n, op.tensor)
     if train and weight_write:
         for i in setup.learners:
-            tally.add_ops(layers[i].name, spec.weight_write_ops(shapes[i], setup.etas[i]), quantities[i])
+            tally.add_ops(layers[i].name, spec.weight_write_ops(layers[i], setup.etas[i]), quantities[i])
     return tally
 
 
@@ -471,7 +441,7 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
             tally.add(name, "learning_signal", "mac", f"{f.weight.bits}x{fl.bits}", rec)
             tally.add(name, "learning_signal", "read", f.weight.bits, rec, "rec_weight")
         tally.add(name, "learning_signal", "read", f.membrane.bits, n, "bptt_membrane")
-        tally.add_ops(name, spec.psi_ops(layer_shape(ly), "learning_signal", "neurons", "psi_support"),
+        tally.add_ops(name, spec.psi_ops(ly, "learning_signal", "neurons", "psi_support"),
                       {"neurons": n, "psi_support": n})
         tally.add(name, "learning_signal", "mul", f"{fl.bits}x{f.psi.bits}", act.get(i, "psi"))  # psi do
         tally.const(name, "learning_signal", ly.const.beta, f.leak, fl, n)
@@ -503,7 +473,7 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
             tally.add(name, "accumulate", "read", fu.bits, B * ly.channels * T, "bias_update")
             tally.add(name, "accumulate", "write", fu.bits, B * ly.channels * T, "bias_update")
     for i in setup.learners:
-        tally.add_ops(layers[i].name, spec.weight_write_ops(layer_shape(layers[i]), setup.etas[i]), {"writes": 1})
+        tally.add_ops(layers[i].name, spec.weight_write_ops(layers[i], setup.etas[i]), {"writes": 1})
     return tally
 
 

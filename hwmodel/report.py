@@ -20,7 +20,6 @@ from hwmodel.estimate import (
     OP_CLASSES,
     Estimate,
     estimate_at,
-    layer_shape,
     memory_tensors,
     structural,
 )
@@ -180,7 +179,7 @@ def datapath_rows(est: Estimate) -> dict[str, dict]:
 
     setup = est.setup
     train = any(m != "inference" for m in est.results) and est.activity.train
-    shapes = [layer_shape(ly) for ly in est.layers]
+    shapes = est.layers  # LayerInfo is the spec's LayerShape
     learning = spec.Learning(setup.learning_signal, setup.bias_update, setup.learners) if train else None
     readout = len(est.layers) - 1
     quantities = [{**est.activity.totals[i], **structural(ly, setup, i == readout)}

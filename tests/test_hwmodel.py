@@ -1090,7 +1090,6 @@ def test_detail_prints_the_datapath_spec(tmp_path, capsys):
     """--detail: every op of the spec in step order, with what it computes and how often it
     runs for the costed run; the shift table and the intermediate widths of every layer."""
     from fixedpoint import spec
-    from hwmodel.estimate import layer_shape
 
     cfg = tmp_path / "net.yaml"
     cfg.write_text(yaml.safe_dump(BASE))
@@ -1100,7 +1099,7 @@ def test_detail_prints_the_datapath_spec(tmp_path, capsys):
     text = out.read_text()
     config = parse_config(BASE)
     layers = build_layers(config, QuantConfig())
-    shapes = [layer_shape(ly) for ly in layers]
+    shapes = layers  # LayerInfo is the spec's LayerShape
     ops = spec.network_spec(shapes, spec.Learning("bp", "reference", (0, 1, 2)))
     est = estimate(inputs_for(config, 6))
     rows = json.loads(json.dumps(__import__("hwmodel.report", fromlist=["x"]).datapath_rows(est)))
