@@ -14,7 +14,7 @@ from pydantic import Field, model_validator
 
 from core.schema import MAX_SAMPLES, MAX_SEED, MAX_STEPS, FilePath, StrictModel
 
-Kind = Literal["npz", "digits", "moving_edge", "shd", "nmnist", "dvs_gesture"]
+Kind = Literal["npz", "digits", "moving_edge", "temporal", "shd", "nmnist", "dvs_gesture"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,9 @@ KIND_FIELDS: dict[str, KindFields] = {
     "moving_edge": KindFields(
         frozenset({"num_steps", "num_train", "num_test"}), frozenset({"size", "noise_rate"})
     ),
+    "temporal": KindFields(
+        frozenset({"num_steps", "num_train", "num_test"}), frozenset({"num_channels", "noise_rate"})
+    ),
     "shd": KindFields(frozenset({"train", "test", "num_steps"}), frozenset({"duration_s", "downsample"})),
     "nmnist": KindFields(frozenset({"root", "num_steps"})),
     "dvs_gesture": KindFields(frozenset({"root", "num_steps"}), frozenset({"size"})),
@@ -41,6 +44,9 @@ _ALWAYS = frozenset({"kind", "seed"})
 #: Largest generated data set (samples x steps x features bytes).
 MAX_GENERATED_BYTES = 2**32
 DIGITS_SAMPLES = 1797  # sklearn's load_digits(): 8x8 images
+#: ``temporal``: smallest T (its longest event sequence plus one, stllr.data.temporal.MIN_STEPS),
+#: channel groups, default channels.
+TEMPORAL_MIN_STEPS, TEMPORAL_GROUPS, TEMPORAL_CHANNELS = 40, 4, 48
 
 
 class DataConfig(StrictModel):
@@ -56,7 +62,9 @@ class DataConfig(StrictModel):
         num_train, num_test: > 0, samples to generate (``moving_edge``).
         size: frame side in px (``moving_edge`` >= 4, default 16; ``dvs_gesture``
             1..128, default 32).
-        noise_rate: 0 <= r < 1, noise events per pixel per step (``moving_edge``).
+        noise_rate: 0 <= r < 1, noise events per pixel (``moving_edge``) or channel
+            (``temporal``, default 0.02) per step.
+        num_channels: input channels of ``temporal``, a multiple of 4 in 4..4096 (default 48).
         duration_s: > 0, seconds binned (``shd``, default 1.0).
         downsample: >= 1, channel reduction factor (``shd``, default 1).
     """
@@ -71,6 +79,7 @@ class DataConfig(StrictModel):
     num_test: int | None = Field(default=None, gt=0, le=MAX_SAMPLES)
     size: int | None = Field(default=None, gt=0, le=1024)
     noise_rate: float | None = Field(default=None, ge=0.0, lt=1.0)
+    num_channels: int | None = Field(default=None, ge=TEMPORAL_GROUPS, le=4096)
     duration_s: float | None = Field(default=None, gt=0.0, le=3600.0)
     downsample: int | None = Field(default=None, ge=1, le=10_000)
 
@@ -91,7 +100,13 @@ class DataConfig(StrictModel):
             if self.size < low or (high is not None and self.size > high):
                 bound = f">= {low}" if high is None else f"in {low}..{high}"
                 raise ValueError(f"'size' must be {bound} for kind '{self.kind}', got {self.size}")
-        generated = {"moving_edge": lambda: (self.num_train + self.num_test) * 2 * (self.size or 16) ** 2,
+        if self.num_channels is not None and self.num_channels % TEMPORAL_GROUPS:
+            raise ValueError(f"'num_channels' must be a multiple of {TEMPORAL_GROUPS}, got {self.num_channels}")
+        if self.kind == "temporal" and self.num_steps < TEMPORAL_MIN_STEPS:
+            raise ValueError(f"'num_steps' must be >= {TEMPORAL_MIN_STEPS} for kind 'temporal' (its longest "
+                             f"event sequence), got {self.num_steps}")
+        generated = {"temporal": lambda: (self.num_train + self.num_test) * (self.num_channels or TEMPORAL_CHANNELS),
+                     "moving_edge": lambda: (self.num_train + self.num_test) * 2 * (self.size or 16) ** 2,
                      "digits": lambda: DIGITS_SAMPLES * 64}
         if self.kind in generated:
             total = generated[self.kind]() * self.num_steps

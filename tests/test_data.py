@@ -23,11 +23,13 @@ from stllr.data import (
     load_shd,
     make_digits,
     make_moving_edge,
+    make_temporal,
     save_npz,
 )
 from stllr.data.config import KIND_FIELDS, LOADERS
 from stllr.data.digits import digits_split, rate_encode
 from stllr.data.moving_edge import CLASSES, render_bar_events
+from stllr.data import temporal
 from core.errors import InputError
 
 
@@ -338,6 +340,78 @@ def test_moving_edge_time_sum_does_not_determine_class() -> None:
     assert clf.score(f_test, test.y) < 0.65
 
 
+# -------------------------------------------------------------------------- temporal
+
+
+def test_temporal_shapes_balance_determinism() -> None:
+    train, test = make_temporal(10, 6, seed=3)
+    assert train.x.shape == (10, 40, 48) and test.x.shape == (6, 40, 48)
+    assert train.x.dtype == np.uint8 and train.y.dtype == np.int64
+    assert set(np.unique(train.x)) == {0, 1}
+    assert train.classes == temporal.CLASSES == ("A>B", "B>A", "C>D", "D>C")
+    assert (train.name, test.name) == ("temporal-train", "temporal-test")
+    assert np.bincount(train.y, minlength=4).tolist() == [3, 3, 2, 2]
+    again_train, again_test = make_temporal(10, 6, seed=3)
+    np.testing.assert_array_equal(train.x, again_train.x)
+    np.testing.assert_array_equal(train.y, again_train.y)
+    np.testing.assert_array_equal(test.x, again_test.x)
+    assert not np.array_equal(train.x, make_temporal(10, 6, seed=4)[0].x)
+    assert not np.array_equal(train.x[:6], test.x)
+    assert make_temporal(4, 4, num_steps=50, num_channels=8)[0].x.shape == (4, 50, 8)
+    assert temporal.MIN_STEPS == 40
+
+
+def _group_activity(x: np.ndarray, groups: int = 4) -> np.ndarray:
+    """(T, C) events -> bool (T, groups): does any channel of the group fire at the step."""
+    return x.reshape(x.shape[0], groups, -1).any(axis=2)
+
+
+def test_temporal_noise_free_structure() -> None:
+    """Without noise: only the class's pair fires on adjacent steps, first group first;
+    every group fires 3 events, each channel at most once per event."""
+    train, _ = make_temporal(200, 1, seed=5, noise_rate=0.0)
+    pairs = {0: (0, 1), 1: (1, 0), 2: (2, 3), 3: (3, 2)}
+    for x, label in zip(train.x, train.y):
+        act = _group_activity(x)
+        adjacent = act[:-1, :, None] & act[1:, None, :]  # [t, g, h]: g at t and h at t + 1
+        counts = adjacent.sum(axis=0)
+        first, second = pairs[int(label)]
+        assert counts[first, second] >= 1
+        off = counts.copy()
+        off[first, second] = 0
+        np.fill_diagonal(off, 0)  # a group's own event spans two steps (jitter)
+        assert off.sum() == 0, (label, counts)
+        per_channel = x.sum(axis=0)
+        assert per_channel.max() <= 3
+        # 3 events x 12 channels x P_FIRE 0.9 = 32.4 on average per group.
+        assert (x.reshape(40, 4, 12).sum(axis=(0, 2)) >= 20).all()
+
+
+def test_temporal_time_sum_carries_no_label() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = make_temporal(2000, 800, seed=0)
+    counts = train.x.sum(axis=1).astype(np.float64)  # (N, 48)
+    means = np.stack([counts[train.y == k].mean(axis=0) for k in range(4)])  # (class, channel)
+    # Expected per channel: 3 x 0.9 (events) + about 40 x 0.02 (noise) = about 3.5.
+    assert 3.2 < means.mean() < 3.8
+    # 500 samples per class, sd of a channel's count about 0.8: SE about 0.04.
+    assert np.abs(means - means.mean(axis=0)).max() < 0.2
+    clf = LogisticRegression(max_iter=2000).fit(counts, train.y)
+    assert clf.score(test.x.sum(axis=1).astype(np.float64), test.y) < 0.33
+
+
+def test_temporal_bad_arguments() -> None:
+    with pytest.raises(InputError, match=r"^make_temporal: 'num_steps' must be >= 40, got 39$"):
+        make_temporal(4, 4, num_steps=39)
+    with pytest.raises(InputError, match=r"^make_temporal: 'num_channels' must be a multiple of 4, got 50$"):
+        make_temporal(4, 4, num_channels=50)
+    with pytest.raises(InputError, match="'noise_rate'"):
+        make_temporal(4, 4, noise_rate=1.0)
+    with pytest.raises(InputError, match="'num_train'"):
+        make_temporal(0, 4)
+
+
 # ------------------------------------------------------------------------------- SHD
 
 
@@ -497,6 +571,15 @@ def test_config_registry_covers_every_kind() -> None:
         ({"kind": "moving_edge", "num_steps": 4, "num_train": 8, "num_test": 8, "noise_rate": 1.0}, "noise_rate"),
         ({"kind": "moving_edge", "num_steps": 4, "num_train": 8, "num_test": 8, "size": 3}, "size"),
         ({"kind": "digits", "num_steps": 4, "size": 16}, "size"),
+        ({"kind": "temporal", "num_steps": 40, "num_train": 8}, "num_test"),
+        ({"kind": "temporal", "num_steps": 39, "num_train": 8, "num_test": 8}, "num_steps"),
+        ({"kind": "temporal", "num_steps": 40, "num_train": 8, "num_test": 8, "num_channels": 50}, "num_channels"),
+        ({"kind": "temporal", "num_steps": 40, "num_train": 8, "num_test": 8, "num_channels": 0}, "num_channels"),
+        ({"kind": "temporal", "num_steps": 40, "num_train": 8, "num_test": 8, "noise_rate": 1.0}, "noise_rate"),
+        ({"kind": "temporal", "num_steps": 40, "num_train": 8, "num_test": 8, "size": 16}, "size"),
+        ({"kind": "temporal", "num_steps": 40, "num_train": 10_000_000, "num_test": 8, "num_channels": 48},
+         "num_steps"),
+        ({"kind": "digits", "num_steps": 4, "num_channels": 48}, "num_channels"),
         ({"kind": "digits", "num_steps": 4, "seeds": 1}, "seeds"),
         ({"kind": "shd", "train": "a", "test": "b", "num_steps": 4, "downsample": 0}, "downsample"),
         ({"kind": "nmnist", "num_steps": 4}, "root"),
@@ -508,6 +591,29 @@ def test_config_errors_name_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValidationError) as info:
         DataConfig(**kwargs)
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "field,value,expected",
+    [
+        ("num_steps", 20, "data: 'num_steps' must be >= 40 for kind 'temporal' (its longest event sequence), got 20"),
+        ("num_channels", 50, "data: 'num_channels' must be a multiple of 4, got 50"),
+        ("noise_rate", 1.0, "data.noise_rate: "),
+        ("num_train", 0, "data.num_train: "),
+    ],
+)
+def test_temporal_config_errors_are_one_line(field: str, value: object, expected: str) -> None:
+    from core.config import config_to_dict, load_config, parse_config
+
+    root = Path(__file__).resolve().parent.parent
+    data = config_to_dict(load_config(root / "configs" / "temporal.yaml"))
+    given = {k: v for k, v in data["data"].items() if v is not None}
+    assert given == {"kind": "temporal", "num_steps": 40, "seed": 0, "num_train": 2000, "num_test": 1000}
+    data["data"][field] = value
+    with pytest.raises(InputError) as info:
+        parse_config(data, "t.yaml")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"t.yaml: {expected}"), message
 
 
 def test_config_is_frozen_and_keeps_relative_paths() -> None:
@@ -522,6 +628,10 @@ def test_load_data_dispatch(tmp_path: Path) -> None:
                                   noise_rate=0.0, seed=2))
     assert tr.x.shape == (4, 3, 2, 6, 6) and te.x.shape == (8, 3, 2, 6, 6)
     np.testing.assert_array_equal(tr.x, make_moving_edge(4, 8, 3, size=6, seed=2, noise_rate=0.0)[0].x)
+    tr, te = load_data(DataConfig(kind="temporal", num_steps=41, num_train=5, num_test=3, num_channels=16,
+                                  noise_rate=0.0, seed=7))
+    assert tr.x.shape == (5, 41, 16) and te.x.shape == (3, 41, 16)
+    np.testing.assert_array_equal(te.x, make_temporal(5, 3, 41, num_channels=16, seed=7, noise_rate=0.0)[1].x)
 
     save_npz(tmp_path / "tr.npz", _ds(n=6, t=3))
     save_npz(tmp_path / "te.npz", _ds(n=4, t=3, seed=1))

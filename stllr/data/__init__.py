@@ -10,6 +10,7 @@ from stllr.data.digits import make_digits
 from stllr.data.events import EventDataset, iterate_batches, load_npz, save_npz
 from stllr.data.moving_edge import make_moving_edge
 from stllr.data.shd import load_shd
+from stllr.data.temporal import make_temporal
 
 __all__ = [
     "DataConfig",
@@ -21,5 +22,6 @@ __all__ = [
     "load_shd",
     "make_digits",
     "make_moving_edge",
+    "make_temporal",
     "save_npz",
 ]

@@ -2,7 +2,7 @@
 
 Which fields a kind needs, and which it accepts, is written once in :data:`KIND_FIELDS`;
 the validator and the docs read it from there. Loaders are looked up in
-:data:`LOADERS` by kind. Defaults of optional fields (``size``, ``noise_rate``,
+:data:`LOADERS` by kind. Defaults of optional fields (``size``, ``noise_rate``, ``num_channels``,
 ``duration_s``, ``downsample``) live in the loader signatures: a field left ``None``
 is simply not passed on.
 """
@@ -17,6 +17,7 @@ from stllr.data.digits import make_digits
 from stllr.data.events import EventDataset, load_npz
 from stllr.data.moving_edge import make_moving_edge
 from stllr.data.shd import load_shd
+from stllr.data.temporal import make_temporal
 
 __all__ = ["DataConfig", "KIND_FIELDS", "LOADERS", "load_data", "load_test_data"]
 #: Prefix of error messages from files named in the config (the config section name).
@@ -49,6 +50,12 @@ def _load_digits(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
 def _load_moving_edge(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
     return make_moving_edge(
         cfg.num_train, cfg.num_test, cfg.num_steps, seed=cfg.seed, **cfg.given("size", "noise_rate")
+    )
+
+
+def _load_temporal(cfg: DataConfig) -> tuple[EventDataset, EventDataset]:
+    return make_temporal(
+        cfg.num_train, cfg.num_test, cfg.num_steps, seed=cfg.seed, **cfg.given("num_channels", "noise_rate")
     )
 
 
@@ -85,6 +92,7 @@ LOADERS: dict[str, Loader] = {
     "npz": _load_npz_pair,
     "digits": _load_digits,
     "moving_edge": _load_moving_edge,
+    "temporal": _load_temporal,
     "shd": _load_shd,
     "nmnist": _load_nmnist,
     "dvs_gesture": _load_dvs_gesture,
