@@ -10,7 +10,9 @@ tiny network), then one ``stllr sweep run`` is timed from planning to the last s
 point, into a fresh folder (nothing cached). Target: 2 workers >= 1.7x one worker.
 Each setup is timed ``--repeat`` times, interleaved, and the fastest counts: on a shared
 machine other processes only ever slow a sweep down ("mean run s", the time of one run
-inside its worker, shows how much). Compare rows of one invocation only.
+inside its worker, shows how much; "workers busy", the share of the wall time the workers
+spent inside runs, is what Dask and the sweep loop lose). Compare rows of one invocation
+only.
 """
 
 from __future__ import annotations
@@ -160,12 +162,14 @@ def main(argv=None) -> int:
                         f"point, warm workers, {os.cpu_count()} cores, fastest of {args.repeat}, "
                         f"load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} after")
     for column in ("cluster", "workers", "points", "runs", "cluster start s", "sweep wall s", "mean run s",
-                   "points / hour", "vs 1 worker"):
+                   "workers busy", "points / hour", "vs 1 worker"):
         table.add_column(column, justify="left" if column == "cluster" else "right")
     for name, workers, points, runs, wall, startup, run_s in rows:
         rate = points / wall
+        # the share of the wall time the workers spent inside runs: what the scheduling loses
+        busy = runs * run_s / (workers * wall)
         table.add_row(name, str(workers), str(points), str(runs), f"{startup:.1f}", f"{wall:.1f}", f"{run_s:.2f}",
-                      f"{3600 * rate:.0f}", f"{rate / base:.2f}x")
+                      f"{100 * busy:.0f} %", f"{3600 * rate:.0f}", f"{rate / base:.2f}x")
     console = Console(width=180)
     console.print(table)
     for index, label in ((1, "2 local workers"), (2, "external scheduler, 2 workers")):

@@ -21,7 +21,7 @@ import re
 import sys
 from pathlib import Path
 
-from stllr.errors import InputError
+from core.errors import InputError
 
 
 def _bounded(low: float, high: float, kind=int):
@@ -38,7 +38,7 @@ def _bounded(low: float, high: float, kind=int):
 
 
 def _check_out(out: str) -> Path:
-    from stllr.atomic import check_output_dir
+    from core.atomic import check_output_dir
 
     path = check_output_dir(out, "--out ")
     folder = next(parent for parent in [path.resolve(), *path.resolve().parents] if parent.exists())
@@ -123,7 +123,7 @@ def add_sweep_commands(commands) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """A parser with just ``sweep run`` / ``sweep report`` (``python -m sweep.cli``); the
     ``stllr`` command registers the same subcommands."""
-    from stllr.errors import Parser
+    from core.errors import Parser
 
     parser = Parser(prog="stllr", description="Co-design sweeps of the integer S-TLLR model on Dask")
     add_sweep_commands(parser.add_subparsers(dest="command", required=True))
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from stllr.errors import run_cli
+    from core.errors import run_cli
 
     return run_cli(build_parser(), argv)
 

@@ -10,7 +10,9 @@ A worker that dies mid-task is replaced by Dask and its task rescheduled (after
 
 This process is the only writer of the store: results arrive here through
 ``as_completed`` and each one rewrites ``results.parquet`` atomically, so a Ctrl-C
-(or a SIGTERM) keeps every finished run; the rerun computes only what is missing.
+(or a SIGTERM) keeps every finished run; the rerun computes only what is missing. Ctrl-C
+is taken between results (see :func:`_stop_requests`): the pending runs are cancelled,
+the store and the run log written, the cluster closed.
 
 ``nsga2``: Optuna's NSGA-II sampler proposes points through ask/tell; a point's result
 is told as soon as its seeds finish, and as many trials are kept in flight as the
@@ -27,6 +29,7 @@ import logging
 import math
 import re
 import signal
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,13 +37,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from stllr.errors import InputError
+from core.errors import InputError
 from sweep.spec import Point, Run, SweepPlan, canonical_json, sha256
 from sweep.store import Store, SweepRunRecord, aggregate
 
 SCHEDULER_ADDRESS = re.compile(r"^(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
 #: Exit status after Ctrl-C (128 + SIGINT), as a shell reports it.
 EXIT_INTERRUPTED = 130
+#: How often the loop looks for finished runs and stop requests (s).
+POLL_S = 0.1
 #: Least time between two rewrites of results.parquet while runs finish (s).
 SAVE_INTERVAL_S = 1.0
 #: nsga2 stops asking after this many proposals per trial (a converged study repeats itself).
@@ -90,9 +95,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, timeou
         return
     # dashboard off; the scheduler's remaining HTTP routes (health, metrics) on a free
     # loopback port instead of 8787, which another cluster or a second sweep may hold
-    cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
-                           dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
-                           silence_logs=logging.ERROR)
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(n_workers=workers or default_workers(), threads_per_worker=1, processes=True,
+                               dashboard_address=None, scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                               silence_logs=logging.ERROR)
     client = Client(cluster)
     try:
         yield client
@@ -100,6 +106,23 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, timeou
         with _quiet_logs():
             client.close()
             cluster.close()
+
+
+@contextmanager
+def _workers_ignore_ctrl_c():
+    """Start worker processes with SIGINT ignored (inherited through spawn and exec; Python
+    and asyncio leave an ignored SIGINT alone). A terminal's Ctrl-C reaches the whole
+    process group: the workers would die printing tracebacks while this process stops
+    the sweep in order and closes them. A Ctrl-C during these seconds is ignored too."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @contextmanager
@@ -117,20 +140,29 @@ def _quiet_logs():
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a batch system stopping the job) stops the sweep as Ctrl-C does."""
+def _stop_requests():
+    """Ctrl-C (SIGINT) and SIGTERM (a batch system ending the job) set an event that the
+    loop checks between results, instead of raising KeyboardInterrupt wherever the main
+    thread is: inside a Dask call (its ``sync`` wait) that leaves a callback failing in
+    Dask's event loop with a traceback. A second Ctrl-C raises KeyboardInterrupt at once.
+    Outside the main thread (no signal handlers there) the event never fires."""
+    stop = threading.Event()
+
     def handler(signum, frame):
-        raise KeyboardInterrupt
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield stop
         return
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 # ------------------------------------------------------------------------------ engine
@@ -181,6 +213,8 @@ class SweepEngine:
         self.proposals = 0
         self.parallel = 1
         self.saved_at = -math.inf
+        self._initial: list[Point] = []
+        self.stop = threading.Event()  # replaced by the signal-driven one while a sweep runs
 
     # -- planning ----------------------------------------------------------------------
     def _needs_compute(self, point: Point) -> bool:
@@ -206,14 +240,13 @@ class SweepEngine:
         self.summary.planned = self._planned()
         if self.spec.method == "nsga2":
             self._start_study()
-        if self.spec.method == "nsga2":
             compute = self.trials_left > 0
         else:
             todo = sum(self._needs_compute(p) for p in self._initial)
             compute = todo > 0
             self.log(f"{len(self._initial)} points x {len(self.spec.seeds)} seeds: {len(self._initial) - todo} "
                      f"points stored or failing validation, {todo} to compute")
-        with _sigterm_as_interrupt():
+        with _stop_requests() as self.stop:
             if not compute:  # everything is stored: no cluster to start
                 self._record("none (all points stored)", 0)
                 self._loop(None)
@@ -235,13 +268,19 @@ class SweepEngine:
         self.completed = as_completed([], with_results=False) if client is not None else None
         try:
             self._save(log=True)
+            if self.stop.is_set():  # Ctrl-C while the cluster started: submit nothing
+                raise KeyboardInterrupt
             for point in self._initial:
                 self._add(point)
             self._ask()
             if self.completed is not None:
                 while self.futures:
-                    future = next(self.completed)
-                    self._finished(future)
+                    if self.stop.is_set():
+                        raise KeyboardInterrupt
+                    if not self.completed.has_ready():
+                        self.stop.wait(POLL_S)
+                        continue
+                    self._finished(next(self.completed))
                     self._ask()
         except KeyboardInterrupt:
             self.summary.interrupted = True

@@ -26,7 +26,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from stllr.errors import InputError
+from core.errors import InputError
 
 #: Packages whose versions every row records (what produced the numbers).
 VERSIONED = ("stllr-hw", "numpy", "numba", "torch", "pydantic", "dask", "distributed")
@@ -86,7 +86,8 @@ def cost(config, model, source: str) -> dict:
     hwmodel for every mode. Returns the metric columns of a run row."""
     from fixedpoint.train import quant_of
     from hwmodel.activity import measure_activity, parse_activity
-    from hwmodel.config import HardwareConfig, ModelInputs, check_steps
+    from core.hardware import HardwareConfig
+    from hwmodel.config import ModelInputs, check_steps
     from hwmodel.estimate import MAC_KINDS, build_layers, estimate
     from sweep.spec import MODES
 
@@ -150,7 +151,7 @@ def evaluate_run(config_data: dict, key: str, float_reference: bool = False) -> 
 
     ``config_data``: the validated config as a python-mode mapping (re-validated here,
     on the worker). Failures return ``status = "failed"`` with a one-line ``error``."""
-    from stllr.config import parse_config
+    from core.config import parse_config
 
     started = time.perf_counter()
     source = f"run {key[:12]}"

@@ -303,7 +303,7 @@ def plot_pngs(report: Report) -> dict[str, bytes]:
 
 def write_plots(report: Report, folder: str | Path | None = None) -> list[Path]:
     """Write the plots (each whole or not at all) into ``folder`` (default OUT/plots)."""
-    from stllr.atomic import atomic_write_bytes
+    from core.atomic import atomic_write_bytes
 
     folder = Path(folder) if folder is not None else report.folder / PLOTS
     folder.mkdir(parents=True, exist_ok=True)

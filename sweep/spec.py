@@ -47,8 +47,8 @@ from typing import Annotated, Any, Iterator, Literal
 
 from pydantic import Field, model_validator
 
-from stllr.errors import InputError
-from stllr.schema import FilePath, Seed, StrictModel, read_yaml, validate
+from core.errors import InputError
+from core.schema import FilePath, Seed, StrictModel, read_yaml, validate
 
 #: Hardware costs are read for these hwmodel modes.
 MODES = ("inference", "stllr", "bptt")
@@ -320,7 +320,7 @@ class SweepPlan:
         return point
 
     def _resolve(self, index: int, values: dict, data: dict, trial: int | None) -> Point:
-        from stllr.config import parse_config
+        from core.config import parse_config
 
         seeds = self.spec.seeds
         try:
@@ -375,7 +375,8 @@ def _strip_seed(config: dict) -> dict:
 def check_point(config) -> None:
     """Static checks of the integer trainer that need no data and no network build: SGD,
     the mse loss, a rule the integer model trains, quant layer indices, k <= T."""
-    from fixedpoint.config import QuantConfig, check_layer_indices, check_learning
+    from core.quant import QuantConfig
+    from fixedpoint.config import check_layer_indices, check_learning
     from fixedpoint.train import check_int_config
 
     check_int_config(config)
@@ -394,9 +395,9 @@ def _normalised_base(path: Path) -> dict:
 
     An absent ``quant:`` or ``hardware:`` section holds its defaults (what the integer
     model and the cost model use anyway), so its fields can be swept."""
-    from fixedpoint.config import QuantConfig
-    from hwmodel.config import HardwareConfig
-    from stllr.config import load_config
+    from core.config import load_config
+    from core.hardware import HardwareConfig
+    from core.quant import QuantConfig
 
     config = load_config(path)
     update = {}
@@ -409,7 +410,7 @@ def _normalised_base(path: Path) -> dict:
 
 def load_spec(path: str | Path) -> SweepPlan:
     """Read and check a sweep spec (see the module docstring); one-line InputError."""
-    from stllr.config import parse_config
+    from core.config import parse_config
 
     path = Path(path)
     data = read_yaml(path, "sweep spec")

@@ -13,7 +13,7 @@ and the Dask worker. A run whose key is stored is not run again: a successful ru
 the float accuracy when the spec asks for it) or one that failed on its input
 (``error_kind = "input"``: deterministic); a crash (``"crash"``: a lost worker, a bug) is
 retried by the next run. The client process is the only writer; every save writes the
-whole table through a temp file and a rename (:mod:`stllr.atomic`), so a reader or a
+whole table through a temp file and a rename (:mod:`core.atomic`), so a reader or a
 crash sees the previous table or the new one.
 
 ``runs.json`` lists every ``stllr sweep run`` on the folder: spec, cluster, objectives and
@@ -29,8 +29,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, create_model
 
-from stllr.errors import InputError
-from stllr.schema import StrictModel, format_validation_error
+from core.errors import InputError
+from core.schema import StrictModel, format_validation_error
 from sweep.spec import METRICS, MODE_METRICS, MODES, Constraint, Objective
 
 RESULTS = "results.parquet"
@@ -167,7 +167,7 @@ class Store:
         log_path = folder / RUN_LOG
         log = RunLog()
         if log_path.exists():
-            from stllr.schema import validate
+            from core.schema import validate
 
             try:
                 data = json.loads(log_path.read_text(encoding="utf-8"))
@@ -217,7 +217,7 @@ class Store:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from stllr.atomic import atomic_path
+        from core.atomic import atomic_path
 
         self.folder.mkdir(parents=True, exist_ok=True)
         ordered = sorted(self.rows.values(), key=lambda r: (r["kind"] != "point", r["point_key"],
@@ -227,7 +227,7 @@ class Store:
             pq.write_table(table, str(tmp))
 
     def save_log(self) -> None:
-        from stllr.atomic import atomic_write_text
+        from core.atomic import atomic_write_text
 
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.folder / RUN_LOG, self.log.model_dump_json(indent=1) + "\n")

@@ -369,7 +369,8 @@ def test_ctrl_c_keeps_finished_runs_and_the_rerun_completes(tmp_path, capsys, cl
     rest, stderr = proc.communicate(timeout=60)
     stdout = "".join(seen) + rest
     assert proc.returncode == 130, stderr
-    assert "interrupted" in stdout and "Traceback" not in stderr
+    assert "interrupted" in stdout
+    assert "Traceback" not in stderr, stderr
     finished = _rows(out, "run")
     assert 1 <= len(finished) < 6 and all(r["status"] == "ok" for r in finished)
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
