@@ -58,8 +58,8 @@ class DataConfig(StrictModel):
         train, test: files for ``npz`` (event .npz) and ``shd`` (.h5).
         root: folder for ``nmnist`` / ``dvs_gesture`` (tonic's ``save_to``).
         num_steps: T > 0; for ``npz`` taken from the files and, if given, checked.
-        seed: >= 0, encoding/generation seed (``digits``, ``moving_edge``).
-        num_train, num_test: > 0, samples to generate (``moving_edge``).
+        seed: >= 0, encoding/generation seed (``digits``, ``moving_edge``, ``temporal``).
+        num_train, num_test: > 0, samples to generate (``moving_edge``, ``temporal``).
         size: frame side in px (``moving_edge`` >= 4, default 16; ``dvs_gesture``
             1..128, default 32).
         noise_rate: 0 <= r < 1, noise events per pixel (``moving_edge``) or channel
