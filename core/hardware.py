@@ -82,6 +82,23 @@ _Strict = StrictModel  # strict types, finite floats, no unknown keys (core/sche
 COMPUTE_KINDS = tuple(kind for kind in KINDS if kind not in ("read", "write"))
 
 
+def numeric_keys(value, number: type):
+    """A mapping keyed by numbers may arrive with its keys as text: JSON (a saved config, a
+    checkpoint) has only string keys. Decimal text becomes ``number``; anything else stays
+    as it is, for the strict schema to refuse."""
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for key, item in value.items():
+        if isinstance(key, str) and key.isascii():
+            try:
+                key = number(key)
+            except ValueError:
+                pass
+        out[key] = item
+    return out
+
+
 class OpEnergy(_Strict):
     """Energy of one compute kind: a rule (see core.energy) and its data."""
 
@@ -89,6 +106,11 @@ class OpEnergy(_Strict):
     anchors: dict[int, Energy] | None = None  # width (bits) -> pJ; product: n means n x n
     pj: EnergyOrZero | None = None  # fixed
     table: dict[str, EnergyOrZero] = {}  # explicit width string -> pJ
+
+    @field_validator("anchors", mode="before")
+    @classmethod
+    def _text_widths(cls, value):
+        return numeric_keys(value, int)
 
     @model_validator(mode="after")
     def _check(self) -> "OpEnergy":
@@ -129,6 +151,11 @@ class SramModel(_Strict):
     anchors_kb: Annotated[dict[Annotated[float, Field(gt=0.0, le=MAX_SIZE_KB)], Energy],
                           Field(min_length=1)] = dict(SRAM_ANCHORS_KB)
     anchor_bits: Annotated[int, Field(gt=0, le=MAX_WORD_BITS)] = SRAM_ANCHOR_BITS
+
+    @field_validator("anchors_kb", mode="before")
+    @classmethod
+    def _text_sizes(cls, value):
+        return numeric_keys(value, float)
 
 
 class Memory(_Strict):

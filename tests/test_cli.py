@@ -183,3 +183,21 @@ def test_dataset_classes_must_fit_readout(tmp_path, capsys):
     config = _with(("data",), {"kind": "npz", "train": "d.npz", "test": "d.npz"})
     code, _, stderr = _run(capsys, "train", "--config", _write(tmp_path, config), "--out", tmp_path / "o")
     assert code == 2 and "network.layers.1.size = 10 is smaller than the 12 classes of data.train" in stderr
+
+
+def test_a_config_with_every_section_round_trips_through_json(tmp_path, capsys):
+    """Checkpoints and run folders store the config as JSON, whose keys are text: numeric
+    keys (energy anchors by width, SRAM anchors by size, per-layer quant and activity)
+    must come back as the same config."""
+    from core.config import config_to_dict, parse_config
+
+    config = dict(BASE, quant={"layers": {0: {"membrane": "s16.8"}}}, activity={"layers": {0: {"output": 0.2}}},
+                  hardware={"energy": {"ops": {"add": {"rule": "linear", "anchors": {8: 0.03, 32: 0.1}}}},
+                            "sram": {"anchors_kb": {8: 10.0, 32: 20.0}}})
+    parsed = parse_config(config, "cfg")
+    via_json = parse_config(json.loads(json.dumps(config_to_dict(parsed))), "json")
+    assert via_json == parsed
+    out = tmp_path / "run"
+    assert _run(capsys, "train", "--config", _write(tmp_path, config), "--out", out, "--epochs", 1, "--quiet")[0] == 0
+    code, _, err = _run(capsys, "eval", "--checkpoint", out / CHECKPOINT, "--config", out / "config.yaml")
+    assert code == 0, err
