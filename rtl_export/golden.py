@@ -166,7 +166,7 @@ def simulate(model, x: np.ndarray, y: np.ndarray) -> Vectors:
     and lanes advance as in training; every tensor's element shape is the model's own.
     """
     from fixedpoint.network import lane_layout
-    from stllr.learning import window_start
+    from core.config import window_start
 
     samples, steps = int(x.shape[0]), int(x.shape[1])
     params = model.params
@@ -515,7 +515,7 @@ def _expect(mpath: Path, name: str, stored, wanted) -> None:
 
 def _check_run_facts(vs: VectorSet, model) -> None:
     """Manifest fields the config decides (window, writes, etas, layers): equal or refused."""
-    from stllr.learning import window_start
+    from core.config import window_start
 
     m, mpath = vs.manifest, vs.root / MANIFEST
     params = model.params

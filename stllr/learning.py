@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from core.config import window_start  # noqa: F401 - also re-exported for callers
+from core.config import window_start
 from stllr.network import SpikingNetwork
 
 

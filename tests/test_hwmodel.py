@@ -801,7 +801,8 @@ def test_bptt_macs_equal_the_float_models_autograd_matmuls():
     from torch.utils.flop_counter import FlopCounterMode
 
     from hwmodel.estimate import dense_activity, mode_counts
-    from stllr.learning import step_loss, window_start
+    from core.config import window_start
+    from stllr.learning import step_loss
 
     network = {"input_shape": [5], "layers": [{"kind": "linear", "size": 4}, {"kind": "linear", "size": 3},
                                               {"kind": "readout", "size": 2}]}

@@ -1,3 +1,0 @@
-"""Moved to core.errors; kept until every importer uses the new path."""
-
-from core.errors import *  # noqa: F401,F403

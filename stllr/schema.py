@@ -1,3 +1,0 @@
-"""Moved to core.schema; kept until every importer uses the new path."""
-
-from core.schema import *  # noqa: F401,F403
