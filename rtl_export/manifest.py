@@ -126,10 +126,31 @@ def _check_digits(digits: int, info) -> int:
     return digits
 
 
+class HexTensor(StrictModel):
+    """What a hex file entry of either manifest must keep consistent: its shape with its
+    dims, its word count with its shape, its digits with its format's bits (the fields
+    are declared by the subclasses, in the order the checks read them)."""
+
+    @field_validator("shape", check_fields=False)
+    @classmethod
+    def _shape(cls, shape: list[int], info) -> list[int]:
+        return _check_shape(shape, info)
+
+    @field_validator("words", check_fields=False)
+    @classmethod
+    def _words(cls, words: int, info) -> int:
+        return _check_entry_words(words, info)
+
+    @field_validator("digits", check_fields=False)
+    @classmethod
+    def _digits(cls, digits: int, info) -> int:
+        return _check_digits(digits, info)
+
+
 # ------------------------------------------------------------------------------ golden
 
 
-class GoldenFile(StrictModel):
+class GoldenFile(HexTensor):
     """One tensor of a vector set: one hex file and one npz array."""
 
     path: Annotated[str, Field(pattern=r"^(layer[0-9]{1,7}/)?[a-z][a-z_]{0,39}\.hex$")]
@@ -160,21 +181,6 @@ class GoldenFile(StrictModel):
         if layer != -1 and key is not None and key != (tensor if layer is None else f"layer{layer}/{tensor}"):
             raise ValueError(f"= {tensor!r:.40} does not match npz_key {key!r:.60} and layer {layer}")
         return tensor
-
-    @field_validator("shape")
-    @classmethod
-    def _shape(cls, shape: list[int], info) -> list[int]:
-        return _check_shape(shape, info)
-
-    @field_validator("words")
-    @classmethod
-    def _words(cls, words: int, info) -> int:
-        return _check_entry_words(words, info)
-
-    @field_validator("digits")
-    @classmethod
-    def _digits(cls, digits: int, info) -> int:
-        return _check_digits(digits, info)
 
 
 class NpzInfo(StrictModel):
@@ -335,7 +341,7 @@ class GoldenManifest(StrictModel):
 # ------------------------------------------------------------------------------ params
 
 
-class ParamsMemory(StrictModel):
+class ParamsMemory(HexTensor):
     """A ``$readmemh`` memory of a parameter export (weights, lanes, Psi table, feedback)."""
 
     path: Annotated[str, Field(pattern=r"^layer[0-9]{1,7}_[a-z][a-z_]{0,39}\.hex$")]
@@ -357,21 +363,6 @@ class ParamsMemory(StrictModel):
                 and info.data["path"] != f"layer{info.data['layer']}_{tensor}.hex":
             raise ValueError(f"= {tensor!r} does not match path {info.data['path']!r} and layer {info.data['layer']}")
         return tensor
-
-    @field_validator("shape")
-    @classmethod
-    def _shape(cls, shape: list[int], info) -> list[int]:
-        return _check_shape(shape, info)
-
-    @field_validator("words")
-    @classmethod
-    def _words(cls, words: int, info) -> int:
-        return _check_entry_words(words, info)
-
-    @field_validator("digits")
-    @classmethod
-    def _digits(cls, digits: int, info) -> int:
-        return _check_digits(digits, info)
 
 
 class ParamsText(StrictModel):

@@ -721,3 +721,22 @@ def test_crafted_checkpoint_is_refused_by_every_command(tmp_path, capsys, small_
     code, _, err = _run(capsys, "verify", root, "--checkpoint", evil)
     assert code == 2 and f"{evil}:" in _one_line(err), err
     assert not marker.exists() and sorted(p.name for p in root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("field, change, message", [
+    ("digits", 1, ").digits = 2 does not match 1 bits"), ("words", -1, ").words = "),
+    ("shape", None, ").words = ")])
+def test_manifest_entry_consistency_checks(tmp_path, capsys, field, change, message):
+    """digits vs the format's bits, words vs the shape: each edit alone is refused by name."""
+    out = tmp_path / "set"
+    assert _run(capsys, "golden", "--net", W4, "--samples", 1, "--steps", 4, "--random-density", 0.5,
+                "--out", out)[0] == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    entry = manifest["files"][0]
+    if field == "shape":
+        entry["shape"][0] += 1
+    else:
+        entry[field] += change
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    code, _, err = _run(capsys, "verify", out)
+    assert code == 2 and message in err, err
