@@ -20,17 +20,11 @@ from core.errors import Parser, run_cli
 
 
 def _overrides(config, args):
-    """Apply the few command-line overrides a sweep needs, re-validated by the schema."""
-    from core.config import parse_config, config_to_dict
+    """--epochs, --seed, --rule, re-validated by the schema."""
+    from core.config import with_overrides
 
-    data = config_to_dict(config)
-    if getattr(args, "epochs", None) is not None:
-        data["train"]["epochs"] = args.epochs
-    if getattr(args, "seed", None) is not None:
-        data["train"]["seed"] = args.seed
-    if getattr(args, "rule", None) is not None:
-        data["learning"]["rule"] = args.rule
-    return parse_config(data, "command line")
+    return with_overrides(config, {"train.epochs": args.epochs, "train.seed": args.seed,
+                                   "learning.rule": args.rule})
 
 
 def _train(args) -> int:

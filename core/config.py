@@ -324,5 +324,21 @@ def load_config(path: str | Path) -> Config:
     return parse_config(read_yaml(path, "config file"), str(path), base_dir=path.parent)
 
 
+def with_overrides(config: Config, values: dict[str, object], source: str = "command line") -> Config:
+    """``config`` with dotted fields replaced (``{"train.seed": 3}``; None values are left
+    out), validated again by the schema; errors name ``source``."""
+    values = {path: value for path, value in values.items() if value is not None}
+    if not values:
+        return config
+    data = config_to_dict(config)
+    for path, value in values.items():
+        *parents, name = path.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[name] = value
+    return parse_config(data, source)
+
+
 def config_to_dict(config: Config) -> dict:
     return config.model_dump(mode="json")

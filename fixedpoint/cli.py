@@ -23,16 +23,9 @@ from core.errors import Parser
 
 def _with_overrides(config, args):
     """--epochs / --seed (train.seed only, as ``stllr train --seed``), re-validated."""
-    from core.config import config_to_dict, parse_config
+    from core.config import with_overrides
 
-    if getattr(args, "epochs", None) is None and getattr(args, "seed", None) is None:
-        return config
-    data = config_to_dict(config)
-    if args.epochs is not None:
-        data["train"]["epochs"] = args.epochs
-    if args.seed is not None:
-        data["train"]["seed"] = args.seed
-    return parse_config(data, "command line")
+    return with_overrides(config, {"train.epochs": args.epochs, "train.seed": args.seed})
 
 
 def _int_train(args) -> int:

@@ -41,6 +41,7 @@ from pydantic import ConfigDict, Field
 from core.atomic import remove_stale_temps
 from core.errors import InputError
 from stllr.rundir import check_resume_config, plan_run
+from stllr.train import EpochRecord
 from core.schema import StrictModel, validate
 
 CHECKPOINT = "checkpoint.npz"
@@ -177,12 +178,9 @@ def save_int_checkpoint(path: Path, model, epoch: int, metrics: dict, config, co
     atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-class IntEpochRecord(StrictModel):
-    epoch: Annotated[int, Field(ge=0)]
-    train_loss: float
-    train_accuracy: Annotated[float, Field(ge=0.0, le=1.0)]
-    test_loss: float
-    test_accuracy: Annotated[float, Field(ge=0.0, le=1.0)]
+class IntEpochRecord(EpochRecord):
+    """The float loop's epoch record plus the overflow events of the integer run."""
+
     train_overflow_events: Annotated[int, Field(ge=0)]
     test_overflow_events: Annotated[int, Field(ge=0)]
 
