@@ -308,23 +308,21 @@ def first_error(error: ValidationError, prefix: str = "") -> str:
     return format_validation_error(error, "", prefix=prefix)
 
 
-def parse_hardware(data, source: str) -> HardwareConfig:
-    if data is None:
-        return HardwareConfig()
+def _parse_section(model, name: str, data, source: str):
+    """Validate the mapping of section ``name`` as ``model``; one-line InputError."""
     if not isinstance(data, dict):
-        raise InputError(f"{source}: hardware: must be a mapping")
+        raise InputError(f"{source}: {name}: must be a mapping")
     try:
-        return HardwareConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
-        raise InputError(f"{source}: {first_error(error, 'hardware')}") from None
+        raise InputError(f"{source}: {first_error(error, name)}") from None
+
+
+def parse_hardware(data, source: str) -> HardwareConfig:
+    """The ``hardware:`` section (absent: the built-in design)."""
+    return HardwareConfig() if data is None else _parse_section(HardwareConfig, "hardware", data, source)
 
 
 def parse_activity_rates(data, source: str) -> ActivityRates | None:
-    if data is None:
-        return None
-    if not isinstance(data, dict):
-        raise InputError(f"{source}: activity: must be a mapping")
-    try:
-        return ActivityRates.model_validate(data)
-    except ValidationError as error:
-        raise InputError(f"{source}: {first_error(error, 'activity')}") from None
+    """The ``activity:`` section (absent: None, the estimate's default rates)."""
+    return None if data is None else _parse_section(ActivityRates, "activity", data, source)

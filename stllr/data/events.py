@@ -231,6 +231,14 @@ def save_npz(path: str | os.PathLike[str], ds: EventDataset) -> None:
         np.savez_compressed(handle, **arrays)
 
 
+def generated_pair(seed: int, make_split, name: str) -> tuple[EventDataset, EventDataset]:
+    """(train, test) of a generated task: two independent streams spawned from ``seed``;
+    ``make_split(rng, split_name)`` builds one split."""
+    ss_train, ss_test = np.random.SeedSequence(seed).spawn(2)
+    return (make_split(np.random.default_rng(ss_train), f"{name}-train"),
+            make_split(np.random.default_rng(ss_test), f"{name}-test"))
+
+
 def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     """The sample order of one epoch: ``default_rng([seed, epoch]).permutation(N)``.
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stllr.data.events import EventDataset
+from stllr.data.events import EventDataset, generated_pair
 from core.errors import InputError
 
 __all__ = ["CLASSES", "make_moving_edge", "render_bar_events"]
@@ -145,9 +145,6 @@ def make_moving_edge(
             raise InputError(f"make_moving_edge: '{field}' must be >= {low}, got {value}")
     if not 0.0 <= noise_rate < 1.0:
         raise InputError(f"make_moving_edge: 'noise_rate' must be in [0, 1), got {noise_rate}")
-    ss_train, ss_test = np.random.SeedSequence(seed).spawn(2)
-    train = _make_split(num_train, num_steps, size, noise_rate, np.random.default_rng(ss_train),
-                        "moving_edge-train")
-    test = _make_split(num_test, num_steps, size, noise_rate, np.random.default_rng(ss_test),
-                       "moving_edge-test")
-    return train, test
+    sizes = {"moving_edge-train": num_train, "moving_edge-test": num_test}
+    return generated_pair(seed, lambda rng, split: _make_split(sizes[split], num_steps, size, noise_rate, rng,
+                                                               split), "moving_edge")

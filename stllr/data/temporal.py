@@ -38,7 +38,7 @@ from __future__ import annotations
 import numpy as np
 
 from core.errors import InputError
-from stllr.data.events import EventDataset
+from stllr.data.events import EventDataset, generated_pair
 
 __all__ = ["CLASSES", "MIN_STEPS", "NUM_GROUPS", "make_temporal"]
 
@@ -118,9 +118,6 @@ def make_temporal(
         raise InputError(f"make_temporal: 'num_channels' must be a multiple of {NUM_GROUPS}, got {num_channels}")
     if not 0.0 <= noise_rate < 1.0:
         raise InputError(f"make_temporal: 'noise_rate' must be in [0, 1), got {noise_rate}")
-    ss_train, ss_test = np.random.SeedSequence(seed).spawn(2)
-    train = _make_split(num_train, num_steps, num_channels, noise_rate, np.random.default_rng(ss_train),
-                        "temporal-train")
-    test = _make_split(num_test, num_steps, num_channels, noise_rate, np.random.default_rng(ss_test),
-                       "temporal-test")
-    return train, test
+    sizes = {"temporal-train": num_train, "temporal-test": num_test}
+    return generated_pair(seed, lambda rng, split: _make_split(sizes[split], num_steps, num_channels, noise_rate, rng,
+                                                               split), "temporal")
