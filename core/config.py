@@ -176,14 +176,52 @@ class LearningConfig(_Strict):
     feedback_seed: Seed = 0
 
 
+Beta = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+#: Default betas per optimizer. Lion's are 1 - 2^-3 and 1 - 2^-7 (Lion's paper uses 0.9
+#: and 0.99), signum's 1 - 2^-3: each EMA is then a subtract and a shift on chip.
+DEFAULT_BETAS = {"adam": (0.9, 0.999), "lion": (0.875, 0.9921875), "signum": (0.875,)}
+
+
 class TrainConfig(_Strict):
+    """How the optimizer writes the weights.
+
+    ``optimizer``: ``adam``; ``sgd`` (``W -= lr g``); ``signum`` (Bernstein et al. 2018,
+    "signSGD"): ``m = beta m + g``, ``W -= lr sign(m)`` -- on chip m is the update
+    accumulator itself, decayed instead of cleared after each write, so it needs no memory
+    beyond sgd's; or ``lion`` (Chen et al. 2023, "Symbolic Discovery of Optimization
+    Algorithms"): one momentum word m per weight, ``W -= lr sign(beta1 m + (1 - beta1) g)``,
+    then ``m = beta2 m + (1 - beta2) g``. Signum and lion move every weight by exactly
+    ``lr`` per write whatever the size of g, so ``lr`` is a step in weight units and does
+    not depend on the loss, batch or window scale (docs/int_training.md). ``betas``:
+    (beta1, beta2) of adam or lion, (beta,) of signum (null: :data:`DEFAULT_BETAS`); sgd
+    has none.
+    """
+
     epochs: Annotated[int, Field(gt=0, le=100_000)] = 30
     batch_size: Annotated[int, Field(gt=0, le=65_536)] = 32
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Literal["adam", "sgd", "signum", "lion"] = "adam"
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
+    betas: Annotated[list[Beta], Field(min_length=1, max_length=2)] | None = None
     seed: Seed = 0
     #: torch intra-op threads of the float loop (null: torch's default, one per core)
     threads: Annotated[int, Field(gt=0, le=1024)] | None = None
+
+    @model_validator(mode="after")
+    def _betas_need_momentum(self) -> "TrainConfig":
+        if self.betas is not None:
+            if self.optimizer == "sgd":
+                raise ValueError("betas: sgd keeps no moments (betas are for adam, signum and lion)")
+            wanted = len(DEFAULT_BETAS[self.optimizer])
+            if len(self.betas) != wanted:
+                raise ValueError(f"betas: {self.optimizer} takes {wanted} beta{'s' if wanted > 1 else ''}, "
+                                 f"not {len(self.betas)}")
+        return self
+
+    @property
+    def resolved_betas(self) -> tuple[float, ...] | None:
+        """(beta1, beta2) in use, or None for sgd."""
+        return tuple(self.betas) if self.betas is not None else DEFAULT_BETAS.get(self.optimizer)
 
 
 class Config(_Strict):

@@ -188,7 +188,11 @@ DEFAULT_PLACEMENT = {
     "update": "sram_updates",
     "rec_update": "sram_updates",
     "bias_update": "sram_updates",
+    "momentum_weight": "sram_updates",  # lion: one word per weight, training only
+    "momentum_rec_weight": "sram_updates",
+    "momentum_bias": "sram_updates",
     "psi_lut": "registers",
+    "softmax_lut": "registers",
     "membrane": "sram_state",
     "prev_spikes": "sram_state",
     "pre_trace": "sram_state",

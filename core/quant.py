@@ -26,13 +26,17 @@ YAML (all keys optional; the values shown are the defaults)::
       feedback:        s8.6      # DFA matrices B (sDFA multiplies B by sign(error))
       update:          s32.16    # dW, db accumulators over the window
       learning_rate:   u16.24    # eta / (batch * window); power of two -> a pure shift
+      softmax:         u16.15    # cross-entropy: exponentials, 1/sum, probabilities, log2(e)
+      momentum:        s32.16    # lion: one momentum word per weight, at the accumulator's scale
       psi_lut: {entries: 64, index_shift: 3}
+      softmax_lut: {entries: 64}  # 2^-r, r in [0, 1), at bin centres (fixedpoint/softmax.py)
       leak_mode: multiply        # or shift: beta = 1 - 2**-n as v - v >> n (same bits)
       seed: 0                    # xorshift32 lane seed (stochastic weight write)
       layers:                    # per-layer overrides by index (or a list aligned
         1: {membrane: s16.8}     # with network.layers; null entries = no override)
 
-``input``, ``error`` and ``learning_rate`` and ``seed`` are network-wide only.
+``input``, ``error``, ``learning_rate``, ``softmax``, ``softmax_lut`` and ``seed`` are
+network-wide only.
 Stochastic rounding is allowed only on ``weight`` and ``bias`` (the weight write);
 every other tensor rounds deterministically.
 """
@@ -53,11 +57,11 @@ EXACT_BITS = 53
 
 LAYER_TENSORS = (
     "weight", "bias", "current", "membrane", "leak", "decay", "factor", "pre_trace",
-    "post_trace", "psi", "psi_slope", "learning_signal", "modulation", "feedback", "update",
+    "post_trace", "psi", "psi_slope", "learning_signal", "modulation", "feedback", "update", "momentum",
 )
-NETWORK_TENSORS = ("input", "error", "learning_rate")
+NETWORK_TENSORS = ("input", "error", "learning_rate", "softmax")
 SIGNED_TENSORS = ("weight", "bias", "current", "membrane", "factor", "learning_signal",
-                  "modulation", "feedback", "update", "error")
+                  "modulation", "feedback", "update", "error", "momentum")
 STOCHASTIC_OK = ("weight", "bias")
 
 
@@ -92,6 +96,20 @@ class PsiLutConfig(_Strict):
     index_shift: Annotated[int, Field(ge=0, le=62)] = 3
 
 
+class SoftmaxLutConfig(_Strict):
+    """The table of ``2^-r``, r in [0, 1), of the integer softmax: ``entries`` (a power of
+    two) bins read at their centres (fixedpoint/softmax.py)."""
+
+    entries: Annotated[int, Field(ge=2, le=1 << 12)] = 64
+
+    @field_validator("entries")
+    @classmethod
+    def _power_of_two(cls, value: int) -> int:
+        if value & (value - 1):
+            raise ValueError(f"{value} is not a power of two (the index is the top bits of r)")
+        return value
+
+
 class LayerQuantOverride(_Strict):
     """Per-layer overrides; unset fields take the network-wide value."""
 
@@ -110,6 +128,7 @@ class LayerQuantOverride(_Strict):
     modulation: FixedFormat | None = None
     feedback: FixedFormat | None = None
     update: FixedFormat | None = None
+    momentum: FixedFormat | None = None
     psi_lut: PsiLutConfig | None = None
     leak_mode: Literal["multiply", "shift"] | None = None
 
@@ -140,7 +159,12 @@ class QuantConfig(_Strict):
     feedback: FixedFormat = _fmt("s8.6")
     update: FixedFormat = _fmt("s32.16")
     learning_rate: FixedFormat = _fmt("u16.24")
+    # the update format's: the momentum is an average of accumulators, whose scale varies
+    # ~1000x between layers and tasks; narrower per-layer formats trade memory for range
+    momentum: FixedFormat = _fmt("s32.16")
+    softmax: FixedFormat = _fmt("u16.15")
     psi_lut: PsiLutConfig = PsiLutConfig()
+    softmax_lut: SoftmaxLutConfig = SoftmaxLutConfig()
     leak_mode: Literal["multiply", "shift"] = "multiply"
     seed: Annotated[int, Field(ge=0, lt=1 << 32)] = 0
     layers: dict[int, LayerQuantOverride] = {}

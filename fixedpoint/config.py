@@ -10,7 +10,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.formats import FixedFormat
-from core.quant import EXACT_BITS, LAYER_TENSORS, LayerQuantOverride, PsiLutConfig, QuantConfig
+from core.quant import EXACT_BITS, LAYER_TENSORS, LayerQuantOverride, PsiLutConfig, QuantConfig, SoftmaxLutConfig
 
 
 # ------------------------------------------------------------------ resolved per layer
@@ -37,8 +37,11 @@ class LayerFormats:
     modulation: FixedFormat
     feedback: FixedFormat
     update: FixedFormat
+    momentum: FixedFormat  # lion's momentum word (per learned weight)
     learning_rate: FixedFormat
+    softmax: FixedFormat  # network-wide: the integer softmax of the ce error
     psi_lut: PsiLutConfig
+    softmax_lut: SoftmaxLutConfig
     leak_mode: str
 
     @property
@@ -60,6 +63,8 @@ def layer_formats(quant: QuantConfig, index: int) -> LayerFormats:
         input=quant.input if index == 0 else SPIKES,
         error=quant.error,
         learning_rate=quant.learning_rate,
+        softmax=quant.softmax,
+        softmax_lut=quant.softmax_lut,
         psi_lut=override.psi_lut or quant.psi_lut,
         leak_mode=override.leak_mode or quant.leak_mode,
         **values,
@@ -165,10 +170,7 @@ def check_layer_indices(network, quant: QuantConfig) -> None:
 
 
 def check_learning(learning) -> None:
-    """The integer model trains with SGD on the 'mse' loss, rules stllr / readout_only."""
-    if learning.loss != "mse":
-        raise InputError("learning.loss: the integer model implements 'mse' only (softmax is not "
-                         "hardware friendly); set learning.loss: mse")
+    """The integer model trains with the rules stllr / readout_only (loss mse or ce)."""
     if learning.rule not in ("stllr", "readout_only"):
         raise InputError(f"learning.rule = {learning.rule!r}: the integer model trains with 'stllr' or 'readout_only'")
 
@@ -192,18 +194,19 @@ def check_exact(where: str, bits: int) -> None:
 def eta_code(fmt: FixedFormat, lr: float, batch: int, window: int, unscaled: bool) -> int:
     """The eta code the weight write multiplies by, in the ``learning_rate`` format.
 
-    eta = lr / (B k) (the float loss averages over batch and window), or lr alone for sDFA
-    hidden layers (the float sDFA signal sign(error) carries no 1/(B k)); quantized
+    eta = lr / (B k) (the float loss averages over batch and window), or lr alone
+    (``unscaled``: sDFA hidden layers, whose float signal sign(error) carries no 1/(B k),
+    and lion, whose step does not depend on the gradient's scale); quantized
     nearest-even. A value the format cannot hold, or one that rounds to 0, is an error.
     """
     value = lr if unscaled else lr / (batch * window)
+    what = "train.lr" if unscaled else "train.lr / (batch * window)"
     plain = fmt.replace(rounding="nearest_even", overflow="saturate")
     try:
-        plain.check_fits("train.lr / (batch * window) (quant.learning_rate)", value)
+        plain.check_fits(f"{what} (quant.learning_rate)", value)
     except ValueError as error:
         raise InputError(str(error)) from None
     code = int(plain.quantize(value))
     if code == 0:
-        raise InputError(f"train.lr / (batch * window) = {value!r} quantizes to 0 in "
-                         f"quant.learning_rate {fmt.describe_short()}")
+        raise InputError(f"{what} = {value!r} quantizes to 0 in quant.learning_rate {fmt.describe_short()}")
     return code

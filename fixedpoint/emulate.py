@@ -92,12 +92,15 @@ def _const(value: float, fmt: FixedFormat) -> float:
 class EmulatedNetwork:
     """Float64 mirror of :class:`fixedpoint.network.IntNetwork` (same public runs)."""
 
-    def __init__(self, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None) -> None:
-        from core.config import resolve_layer
+    def __init__(self, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None,
+                 optimizer: str = "sgd", betas: tuple[float, float] | None = None) -> None:
+        from core.config import DEFAULT_BETAS, resolve_layer
         from stllr.learning import learning_layers
 
         quant = quant or QuantConfig()
         self.net, self.quant, self.lr = net, quant, float(lr)
+        self.optimizer = optimizer
+        self.betas = tuple(betas) if betas is not None else DEFAULT_BETAS.get(optimizer)
         network, learning = net.network_config, net.learning_config
         check_learning(learning)
         check_layer_indices(network, quant)
@@ -142,6 +145,7 @@ class EmulatedNetwork:
                     u = torch.from_numpy(words.astype(np.float64) / 2.0 ** 32).reshape(param.shape)
                 spec[tensor] = self.em.q(param.detach().to(D), fmt, f"layer{index}.{tensor}", u)
                 spec[f"{tensor}_lanes"] = (lane, n)
+                spec[f"{tensor}_momentum"] = torch.zeros_like(spec[tensor])  # lion
                 lane += n
             self.layers.append(spec)
 
@@ -232,7 +236,12 @@ class EmulatedNetwork:
         fo = out["f"]
         y = recs[-1]["output"]
         onehot = F.one_hot(target, y.shape[1]).to(D)
-        error = em.q(y - onehot, fo.error, f"{out['name']}.error")
+        if self.learning.loss == "ce":
+            prob = em.q(self._softmax_products(y, fo), fo.softmax, f"{out['name']}.softmax")
+            self._put(log, out["name"], "softmax", prob, fo.softmax)
+            error = em.q(prob - onehot, fo.error, f"{out['name']}.error")
+        else:
+            error = em.q(y - onehot, fo.error, f"{out['name']}.error")
         self._put(log, out["name"], "error", error, fo.error)
         readout = len(self.layers) - 1
         signals = {readout: error}
@@ -267,6 +276,21 @@ class EmulatedNetwork:
                 signals[i] = em.q(base @ s["feedback"].T, fl, f"{s['name']}.learning_signal")
                 self._put(log, s["name"], "learning_signal", signals[i], fl)
         return {i: signals[i] for i in self.learners}
+
+    @staticmethod
+    def _softmax_products(y: torch.Tensor, f) -> torch.Tensor:
+        """e R of the integer softmax (fixedpoint/softmax.py) in real units, from y (B, C):
+        2^-(d log2 e) as a table of 2^-r at bin centres and a floor shift, 1/S floored."""
+        frac, entries = f.softmax.frac, f.softmax_lut.entries
+        log2e = _const(1.0 / math.log(2.0), f.softmax)
+        table = round_tensor(torch.exp2(-(torch.arange(entries, dtype=D) + 0.5) / entries), frac, "nearest_even")
+        d = y.max(dim=-1, keepdim=True).values - y
+        t = torch.floor(d * log2e * entries)  # integer part and table index of d log2(e)
+        whole = torch.clamp(torch.floor(t / entries), max=frac + 1)
+        e = round_tensor(table[torch.remainder(t, entries).long()] * torch.exp2(-whole), frac, "floor")
+        total = e.sum(dim=-1, keepdim=True)
+        reciprocal = torch.floor(_ldexp(1.0, frac) / total) * _ldexp(1.0, -frac)
+        return e * reciprocal
 
     def _columns(self, s, values: torch.Tensor) -> torch.Tensor:
         """(B, n_in) -> (B, taps, P) as the synapses see them (torch unfold for conv)."""
@@ -325,7 +349,8 @@ class EmulatedNetwork:
 
     def _eta(self, i: int, batch: int, window: int) -> float:
         readout = len(self.layers) - 1
-        value = self.lr if (self.learning.learning_signal == "sdfa" and i != readout) else self.lr / (batch * window)
+        unscaled = self.optimizer != "sgd" or (self.learning.learning_signal == "sdfa" and i != readout)
+        value = self.lr if unscaled else self.lr / (batch * window)
         fmt = self.layers[i]["f"].learning_rate
         eta = _const(value, fmt)
         if eta == 0.0 or eta > fmt.max_value:
@@ -345,10 +370,35 @@ class EmulatedNetwork:
                     words = next_states(self.lanes[first:first + n])
                     self.lanes[first:first + n] = words
                     u = torch.from_numpy(words.astype(np.float64) / 2.0 ** 32).reshape(s[tensor].shape)
-                exact = s[tensor] - etas[i] * s["state_acc"][tensor].reshape(s[tensor].shape)
+                step = s["state_acc"][tensor].reshape(s[tensor].shape)
+                if self.optimizer == "lion":
+                    step = self._lion_direction(s, tensor, step, log)
+                elif self.optimizer == "signum":
+                    step = torch.sign(step)
+                exact = s[tensor] - etas[i] * step
                 s[tensor] = self.em.q(exact, fmt, f"{s['name']}.{tensor}", u)
-                s["state_acc"][tensor] = torch.zeros_like(s["state_acc"][tensor])
+                if self.optimizer == "signum":  # the accumulator decays by beta instead of clearing
+                    old, fu = s["state_acc"][tensor], f.update
+                    decayed = old - round_tensor(old * (1.0 - self.betas[0]), fu.frac, fu.rounding)
+                    s["state_acc"][tensor] = self.em.fit(decayed, fu, f"{s['name']}.update")
+                    s[f"{tensor}_carried"] = s["state_acc"][tensor]
+                    self._put(log, s["name"], f"decayed_acc_{tensor}", s["state_acc"][tensor], fu)
+                else:
+                    s["state_acc"][tensor] = torch.zeros_like(s["state_acc"][tensor])
                 self._put(log, s["name"], f"new_{tensor}", s[tensor].reshape(s["state_acc"][tensor].shape), fmt)
+
+    def _lion_direction(self, s, tensor: str, acc: torch.Tensor, log) -> torch.Tensor:
+        """sign(beta1 m + (1 - beta1) g) and m <- beta2 m + (1 - beta2) g, each EMA as
+        m + round((g - m) (1 - beta)) in the momentum format, g = acc in that format."""
+        fmt, name = s["f"].momentum, s["name"]
+        m = s[f"{tensor}_momentum"]
+        d = self.em.q(acc, fmt, f"{name}.momentum") - m
+        beta1, beta2 = self.betas
+        direction = torch.sign(m + round_tensor(d * (1.0 - beta1), fmt.frac, fmt.rounding))
+        m = self.em.q(m + round_tensor(d * (1.0 - beta2), fmt.frac, fmt.rounding), fmt, f"{name}.momentum")
+        s[f"{tensor}_momentum"] = m
+        self._put(log, name, f"momentum_{tensor}", m.reshape(s["state_acc"][tensor].shape), fmt)
+        return direction
 
     # ------------------------------------------------------------------ runs
     @staticmethod
@@ -369,7 +419,9 @@ class EmulatedNetwork:
                 for tensor in ("weight", "rec_weight", "bias"):
                     if s[tensor] is not None:
                         shape = s[tensor].reshape(s[tensor].shape[0], -1).shape if tensor == "weight" else s[tensor].shape
-                        st["acc"][tensor] = torch.zeros(shape, dtype=D)
+                        # signum: the accumulator carried from the last write (its momentum)
+                        carried = s.get(f"{tensor}_carried")
+                        st["acc"][tensor] = carried.clone() if carried is not None else torch.zeros(shape, dtype=D)
             states.append(st)
         return states
 

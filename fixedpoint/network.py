@@ -49,8 +49,9 @@ from fixedpoint.kernels import (
 from core.overflow import OverflowCounter, apply_overflow, overflow_code
 from core.rng import next_states, seed_lanes
 from core.rounding import mode_code, shift_right_round
-from fixedpoint.spec import (Learning, LayerShape, check_widths, datapath_widths, network_shifts, network_spec,
-                             weight_write_ops)
+from fixedpoint.softmax import SoftmaxConstants, int_softmax, softmax_constants
+from fixedpoint.spec import (Learning, LayerShape, Optimizer, check_widths, datapath_widths, network_shifts, network_spec,
+                             optimizer_spec, weight_write_ops)
 from core.errors import InputError
 
 # ------------------------------------------------------------------------- geometry
@@ -142,6 +143,9 @@ class IntParams:
     window: int | None
     learners: tuple[int, ...]  # indices of layers whose weights learn
     num_classes: int
+    loss: str = "mse"  # mse: error = y - onehot; ce: error = softmax(y) - onehot (integer softmax)
+    softmax: SoftmaxConstants | None = None  # loss ce
+    optimizer: Optimizer = Optimizer()  # sgd, or lion with its beta shifts
 
 
 class IntLayerState(NamedTuple):
@@ -159,6 +163,9 @@ class IntLayerState(NamedTuple):
 class IntState(NamedTuple):
     layers: tuple[IntLayerState, ...]
     lanes: np.ndarray  # uint32 xorshift32 states, one per weight (see lane_layout)
+    #: lion: (layer, tensor) -> int64 momentum codes, shaped as the parameter; carried
+    #: across batches like the lanes (optimizer state, not per-sample state)
+    momentum: dict | None = None
 
 
 class IntRecord(NamedTuple):
@@ -457,7 +464,8 @@ def int_step(params: IntParams, state: IntState, x_t: np.ndarray, ctx: StepConte
 def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: StepContext) -> dict[int, np.ndarray]:
     """L[t] per learning layer (int64 codes; error format for the readout, else learning_signal).
 
-    error = y - onehot (mse; the 1/(B k) of the float loss is folded into eta).
+    error = y - onehot (mse) or p - onehot with p the integer softmax of y (ce,
+    fixedpoint/softmax.py); the 1/(B k) of the float loss is folded into eta.
     BP: L^l = round(W^{l+1 T} g^{l+1}), g = round(L^{l+1} psi^{l+1}) (= error above the
     readout); DFA: L^l = round(B^l error); sDFA: L^l = round(B^l sign(error)).
     """
@@ -468,8 +476,16 @@ def int_learning_signals(params: IntParams, records, target: np.ndarray, ctx: St
     if f_out.membrane.frac < 0:
         raise InputError("quant.membrane: the readout needs frac >= 0 to hold the target 1.0")
     onehot = np.zeros_like(y)
-    onehot[np.arange(y.shape[0]), target] = np.int64(1) << np.int64(f_out.membrane.frac)
-    error = _requant(y - onehot, out_lp.shifts["SH_ERR"], f_out.error, f"{out_lp.name}.error", ctx)
+    rows = np.arange(y.shape[0])
+    if params.loss == "ce":
+        _, products = int_softmax(y, params.softmax, out_lp.shifts["SH_SM_IDX"])
+        prob = _requant(products, out_lp.shifts["SH_SM_P"], f_out.softmax, f"{out_lp.name}.softmax", ctx)
+        ctx.put(out_lp.name, "softmax", prob)
+        onehot[rows, target] = np.int64(1) << np.int64(f_out.softmax.frac)
+        error = _requant(prob - onehot, out_lp.shifts["SH_SM_ERR"], f_out.error, f"{out_lp.name}.error", ctx)
+    else:
+        onehot[rows, target] = np.int64(1) << np.int64(f_out.membrane.frac)
+        error = _requant(y - onehot, out_lp.shifts["SH_ERR"], f_out.error, f"{out_lp.name}.error", ctx)
     ctx.observe(out_lp.name, "window_samples", y.shape[0])
     ctx.put(out_lp.name, "error", error)
     signals = {readout: error}
@@ -618,7 +634,7 @@ def layer_shape(lp: IntLayerParams) -> LayerShape:
 
 def params_spec(params: IntParams, train: bool) -> dict:
     """The datapath spec of a run: forward only (inference) or with traces and learning."""
-    learning = Learning(params.learning_signal, params.bias_update, params.learners) if train else None
+    learning = Learning(params.learning_signal, params.bias_update, params.learners, params.loss) if train else None
     return network_spec([layer_shape(lp) for lp in params.layers], learning)
 
 
@@ -637,49 +653,103 @@ def lane_layout(params: IntParams) -> dict[tuple[int, str], tuple[int, int]]:
 
 def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], ctx: StepContext
                      ) -> tuple[IntParams, IntState]:
-    """W <- round(W - eta * acc) for each learning layer; accumulators back to 0.
+    """The write of every learning layer; accumulators back to 0.
 
-    etas: layer index -> eta code in the learning_rate format (eta / (B k), see IntNetwork).
+    sgd: W <- round(W - eta acc); signum: W <- round(W - eta sign(acc)) and the
+    accumulator decays (acc <- acc - (acc >> n)) instead of going back to 0; lion:
+    W <- round(W - eta sign(m + (d >> n1))), m <- m + (d >> n2), d = g - m, g = acc in the
+    momentum format (spec.Optimizer). etas: layer index -> eta code in the learning_rate
+    format (sgd: lr / (B k), signum and lion: lr; see IntNetwork.etas).
     """
     lanes = state.lanes.copy()
+    momentum = dict(state.momentum or {})
+    lion = params.optimizer.kind == "lion"
     layout = lane_layout(params)
     new_layers, new_states = list(params.layers), list(state.layers)
     for i in params.learners:
         lp, ls = params.layers[i], state.layers[i]
         f = lp.fmts
         changes, acc = {}, {}
-        for tensor, fmt, (w_shift, a_shift) in (("weight", f.weight, ("SH_WW", "SH_WA")),
-                                                ("rec_weight", f.weight, ("SH_WW", "SH_WA")),
-                                                ("bias", f.bias, ("SH_BW", "SH_BA"))):
+        for tensor, fmt, shift_names in (("weight", f.weight, ("SH_WW", "SH_WA", "SH_LW", "SH_LA")),
+                                         ("rec_weight", f.weight, ("SH_WW", "SH_WA", "SH_LW", "SH_LA")),
+                                         ("bias", f.bias, ("SH_BW", "SH_BA", "SH_LBW", "SH_LBA"))):
             value = getattr(lp, tensor)
             if value is None:
                 continue
-            w_shift, a_shift = lp.shifts[w_shift], lp.shifts[a_shift]
+            step = ls.acc[tensor]
+            if lion:
+                step = _lion_direction(lp, tensor, step, momentum, params.optimizer, ctx)
+            elif params.optimizer.kind == "signum":
+                step = np.sign(step)
+            if params.optimizer.kind != "sgd":
+                w_shift, a_shift = lp.shifts[shift_names[2]], lp.shifts[shift_names[3]]
+            else:
+                w_shift, a_shift = lp.shifts[shift_names[0]], lp.shifts[shift_names[1]]
             first, count = layout[(i, tensor)]
             lane_slice = lanes[first:first + count]
             out = np.empty(value.size, np.int64)
             top = max(int(np.abs(value).max(initial=0)) << w_shift,
-                      etas[i] * int(np.abs(ls.acc[tensor]).max(initial=0)) << a_shift)
+                      etas[i] * int(np.abs(step).max(initial=0)) << a_shift)
             check_exact(f"{lp.name}.{tensor} weight write (quant.learning_rate, update, weight)", top.bit_length() + 2)
-            weight_write(value.ravel(), ls.acc[tensor].ravel(), np.int64(etas[i]), w_shift, a_shift,
-                         mode_code(fmt.rounding), lane_slice, out)
+            weight_write(value.ravel(), np.ascontiguousarray(step, np.int64).ravel(), np.int64(etas[i]), w_shift,
+                         a_shift, mode_code(fmt.rounding), lane_slice, out)
             lanes[first:first + count] = lane_slice
             written, _ = apply_overflow(out.reshape(value.shape), fmt, tensor=f"{lp.name}.{tensor}", step=ctx.t,
                                         counter=ctx.overflow)
             changes[tensor] = written
-            acc[tensor] = np.zeros_like(ls.acc[tensor])
+            if params.optimizer.kind == "signum":  # the accumulator is the momentum: decay it
+                old = ls.acc[tensor]
+                decay = shift_right_round(old, params.optimizer.momentum_shift, f.update.rounding)
+                acc[tensor] = _requant(old - decay, 0, f.update, f"{lp.name}.update", ctx)
+                momentum[(i, tensor)] = acc[tensor]  # carried into the next batch's accumulator
+                ctx.put(lp.name, f"decayed_acc_{tensor}", acc[tensor])
+            else:
+                acc[tensor] = np.zeros_like(ls.acc[tensor])
             ctx.put(lp.name, f"new_{tensor}", written)
-        ctx.add_ops(lp.name, weight_write_ops(layer_shape(lp), etas[i]))
+        ctx.add_ops(lp.name, weight_write_ops(layer_shape(lp), etas[i], params.optimizer))
         new_layers[i] = replace(lp, **changes)
         new_states[i] = ls._replace(acc=acc)
-    return replace(params, layers=tuple(new_layers)), IntState(tuple(new_states), lanes)
+    return (replace(params, layers=tuple(new_layers)),
+            IntState(tuple(new_states), lanes, momentum if params.optimizer.kind != "sgd" else state.momentum))
+
+
+def _lion_direction(lp: IntLayerParams, tensor: str, acc: np.ndarray, momentum: dict, optimizer: Optimizer,
+                    ctx: StepContext) -> np.ndarray:
+    """sign(m + (d >> n1)) of one tensor (int64 -1/0/+1), and m <- m + (d >> n2) in
+    ``momentum`` (d = g - m, g = acc in the momentum format; shifts round in its mode)."""
+    fmt = lp.fmts.momentum
+    key = (lp.index, tensor)
+    m = momentum[key]
+    g = _requant(acc, lp.shifts["SH_MOM"], fmt, f"{lp.name}.momentum", ctx)
+    d = g - m
+    direction = np.sign(m + shift_right_round(d, optimizer.direction_shift, fmt.rounding))
+    # m + round(d / 2^n) lies between m and g: inside the format (counted all the same)
+    momentum[key] = _requant(m + shift_right_round(d, optimizer.momentum_shift, fmt.rounding), 0, fmt,
+                             f"{lp.name}.momentum", ctx)
+    ctx.put(lp.name, f"momentum_{tensor}", momentum[key])
+    return direction
+
+
+def initial_momentum(params: IntParams) -> dict | None:
+    """Zero momentum for every learned parameter (None for sgd): lion's momentum words, or
+    signum's accumulator carried from one batch to the next."""
+    if params.optimizer.kind == "sgd":
+        return None
+    return {(i, tensor): np.zeros_like(getattr(params.layers[i], tensor))
+            for i in params.learners for tensor in ("weight", "rec_weight", "bias")
+            if getattr(params.layers[i], tensor) is not None}
 
 
 # ------------------------------------------------------------------------- shell
 
 
-def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool = True) -> IntState:
-    """All-zero layer states for a batch (accumulators included); lanes carried over."""
+
+
+
+def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool = True,
+                  momentum: dict | None = None) -> IntState:
+    """All-zero layer states for a batch (accumulators included); lanes and the optimizer's
+    momentum carried over."""
     layers = []
     for lp in params.layers:
         g = lp.geometry
@@ -691,6 +761,8 @@ def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool
                 acc["rec_weight"] = np.zeros_like(lp.rec_weight)
             if lp.bias is not None:
                 acc["bias"] = np.zeros_like(lp.bias)
+            if params.optimizer.kind == "signum" and momentum is not None:  # the accumulator is the momentum
+                acc = {tensor: momentum[(lp.index, tensor)].copy() for tensor in acc}
         layers.append(IntLayerState(
             membrane=z(g.n_out),
             pre_trace=z(g.n_in) if traces else None,
@@ -700,7 +772,7 @@ def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool
             rec_pre_trace=z(g.n_out) if traces and lp.kind == "recurrent" else None,
             acc=acc,
         ))
-    return IntState(tuple(layers), lanes)
+    return IntState(tuple(layers), lanes, momentum)
 
 
 @dataclass
@@ -736,6 +808,7 @@ class IntNetwork:
     def __init__(self, params: IntParams, lanes: np.ndarray, net, lr: float) -> None:
         self.params = params
         self.lanes = lanes
+        self.momentum = initial_momentum(params)  # lion's optimizer state (None for sgd)
         self.net = net
         self.lr = float(lr)
         self.overflow = OverflowCounter()
@@ -743,8 +816,8 @@ class IntNetwork:
 
     # -- construction ---------------------------------------------------------------
     @classmethod
-    def from_float(cls, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None
-                   ) -> "IntNetwork":
+    def from_float(cls, net, quant: QuantConfig | None = None, lr: float = 1e-3, rule: str | None = None,
+                   optimizer: str = "sgd", betas: tuple[float, float] | None = None) -> "IntNetwork":
         from core.config import layer_shapes, resolve_layer
         from stllr.learning import learning_layers
 
@@ -791,12 +864,20 @@ class IntNetwork:
         layers = [replace(lp, shifts={name: sh.value for name, sh in shifts[lp.index].items()}) for lp in layers]
         for lp in layers:
             check_widths(datapath_widths(layer_shape(lp), network.layers[-1].size), f"quant (layer {lp.index})")
+        out = layers[-1].fmts
+        softmax = softmax_constants(out.softmax, out.membrane, out.softmax_lut)  # checked with mse too
         params = IntParams(tuple(layers), learning.learning_signal, learning.bias_update, learning.update,
                            learning.window, tuple(learning_layers(net, rule or learning.rule)),
-                           network.layers[-1].size)
+                           network.layers[-1].size, learning.loss, softmax, optimizer_spec(optimizer, betas))
         model = cls(params, lanes, net, lr)
         model.overflow.merge(overflow)
         return model
+
+    def momentum_format(self, index: int) -> FixedFormat:
+        """Format of layer ``index``'s optimizer state: lion's momentum words, or signum's
+        carried accumulator (the update format)."""
+        fmts = self.params.layers[index].fmts
+        return fmts.update if self.params.optimizer.kind == "signum" else fmts.momentum
 
     # -- runs ---------------------------------------------------------------------------
     def quantize_input(self, x) -> np.ndarray:
@@ -827,11 +908,13 @@ class IntNetwork:
 
     def etas(self, batch: int, window: int) -> dict[int, int]:
         """eta code per learning layer: lr / (B k), or lr for sDFA hidden layers (the float
-        sDFA signal sign(error) carries no 1/(B k)). Quantized nearest_even into learning_rate."""
+        sDFA signal sign(error) carries no 1/(B k)) and for signum and lion (a step of lr
+        whatever the scale of the accumulator). Quantized nearest_even into learning_rate."""
         out = {}
         readout = len(self.params.layers) - 1
+        signs = self.params.optimizer.kind != "sgd"
         for i in self.params.learners:
-            unscaled = self.params.learning_signal == "sdfa" and i != readout
+            unscaled = signs or (self.params.learning_signal == "sdfa" and i != readout)
             out[i] = eta_code(self.params.layers[i].fmts.learning_rate, self.lr, batch, window, unscaled)
         return out
 
@@ -855,7 +938,7 @@ class IntNetwork:
         etas = self.etas(batch, k) if train else {}
         ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None,
                           spec=params_spec(params, train))
-        state = initial_state(params, batch, self.lanes, traces=train)
+        state = initial_state(params, batch, self.lanes, traces=train, momentum=self.momentum)
         target = None if target is None else np.asarray(target, np.int64)
         ys, spikes = [], [[] for _ in params.layers[:-1]]
         try:
@@ -873,7 +956,7 @@ class IntNetwork:
                 params, state = int_weight_write(params, state, etas, ctx)
         finally:
             ctx.flush_counts()  # also when an overflow under `raise` stops the run
-        self.params, self.lanes = params, state.lanes
+        self.params, self.lanes, self.momentum = params, state.lanes, state.momentum
         self.last_state = state
         readout = np.stack(ys, 1)
         win = window_start(steps, params.window)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from fixedpoint.config import LayerConstants, LayerFormats, check_exact, ib
 from core.counters import KINDS, PHASES
+from core.errors import InputError
 
 # --------------------------------------------------------------------- quantities
 
@@ -132,6 +133,55 @@ class Learning:
     learning_signal: str  # bp | dfa | sdfa
     bias_update: str  # reference | exact
     learners: tuple[int, ...]
+    loss: str = "mse"  # mse | ce (the integer softmax, fixedpoint/softmax.py)
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """How a write turns the accumulator into a weight change.
+
+    ``sgd``: W -= eta acc, acc = 0. ``signum``: W -= eta sign(acc), then acc -= acc >>
+    momentum_shift (the accumulator is the momentum, beta = 1 - 2^-momentum_shift).
+    ``lion`` (docs/int_training.md): g = acc in the momentum format, d = g - m,
+    W -= eta sign(m + (d >> direction_shift)), m += d >> momentum_shift, acc = 0;
+    beta1 = 1 - 2^-direction_shift, beta2 = 1 - 2^-momentum_shift."""
+
+    kind: str = "sgd"  # sgd | signum | lion
+    direction_shift: int = 0
+    momentum_shift: int = 0
+
+
+def chip_optimizer(train) -> tuple[str, tuple[float, ...] | None]:
+    """(optimizer, betas) of the weight write for a ``train:`` section: signum and lion as
+    configured; adam, which no chip runs, falls back to sgd's write (rtl-export and the
+    cost model accept adam configs; int-train refuses them by name)."""
+    if train.optimizer in ("signum", "lion"):
+        return train.optimizer, train.resolved_betas
+    return "sgd", None
+
+
+def optimizer_spec(kind: str, betas: tuple[float, float] | None) -> Optimizer:
+    """The integer optimizer of ``train.optimizer``/``train.betas``: sgd, or signum / lion
+    whose betas must be 1 - 2^-n (an EMA is then a subtract and a shift); InputError
+    names the field."""
+    if kind == "sgd":
+        return Optimizer()
+    if kind not in ("signum", "lion"):
+        raise InputError(f"train.optimizer = {kind!r}: the integer model trains with sgd, signum or lion "
+                         "(adam needs two moments and a square root per weight)")
+    from core.config import DEFAULT_BETAS
+
+    betas = betas if betas is not None else DEFAULT_BETAS[kind]
+    shifts = []
+    for beta in betas:
+        n = -math.log2(1.0 - beta) if 0.0 <= beta < 1.0 else math.nan
+        if not (n.is_integer() and 0 <= n <= 30 and math.ldexp(1.0, -int(n)) == 1.0 - beta):
+            raise InputError(f"train.betas = {list(betas)}: the integer {kind} needs beta = 1 - 2**-n, n = 0..30 "
+                             "(e.g. 0.875, 0.9921875)")
+        shifts.append(int(n))
+    if kind == "signum":
+        return Optimizer("signum", 0, shifts[0])
+    return Optimizer("lion", shifts[0], shifts[1])
 
 
 def const_op(code: int, const_fmt, other_fmt) -> tuple[str, str] | None:
@@ -229,13 +279,41 @@ def trace_ops(ly: LayerShape) -> list[Op]:
     return ops
 
 
+def softmax_ops(out: LayerShape) -> list[Op]:
+    """The integer softmax error p - onehot of the readout (fixedpoint/softmax.py), per
+    sample of a window step: C classes, y in the membrane format, F = softmax.frac."""
+    f, classes = out.fmts, out.n_out
+    fs, fm = f.softmax, f.membrane
+    d_bits, sum_bits = fm.bits + 1, fs.bits + _log2(classes)
+    quotient_bits = fs.frac + 2  # R = floor(2^(2F) / S) <= 2^(2F) / LUT[0] < 2^(F + 1)
+    count = "window_samples"
+    return [
+        Op("learning_signal", "cmp", str(fm.bits), count, classes - 1, what="max over the classes of y"),
+        Op("learning_signal", "add", str(d_bits), count, classes, what="d = max(y) - y"),
+        Op("learning_signal", "mul", f"{fs.bits}x{d_bits}", count, classes, what="a = log2(e) d"),
+        Op("learning_signal", "shift", str(fs.bits + d_bits), count, classes,
+           what="t = a >> SH_SM_IDX: integer part n and table index i of d log2(e)"),
+        Op("learning_signal", "cmp", str(fs.bits + d_bits), count, classes, what="n = min(n, F + 1)"),
+        Op("learning_signal", "lut", str(fs.bits), count, classes, tensor="softmax_lut", what="e = LUT[i]"),
+        Op("learning_signal", "shift", str(fs.bits), count, classes, what="e = e >> n"),
+        Op("learning_signal", "add", str(sum_bits), count, classes - 1, what="S = sum e"),
+        Op("learning_signal", "add", str(sum_bits + 1), count, quotient_bits,
+           what="R = floor(2^(2F) / S): restoring division, one subtract per quotient bit"),
+        Op("learning_signal", "mul", f"{quotient_bits}x{fs.bits}", count, classes, what="p = round(e R / 2^F)"),
+        Op("learning_signal", "add", str(f.error.bits), count, what="err = p - onehot"),
+    ]
+
+
 def learning_signal_ops(layers: list[LayerShape], learning: Learning) -> dict[int, list[Op]]:
     """Per layer: the error (readout) and the learning signal by BP, DFA or sDFA."""
     readout = len(layers) - 1
     out = layers[readout]
     ops: dict[int, list[Op]] = {i: [] for i in range(len(layers))}
-    ops[readout].append(Op("learning_signal", "add", str(out.fmts.error.bits), "window_samples",
-                           what="e = y - onehot"))
+    if learning.loss == "ce":
+        ops[readout] += softmax_ops(out)
+    else:
+        ops[readout].append(Op("learning_signal", "add", str(out.fmts.error.bits), "window_samples",
+                               what="e = y - onehot"))
     lowest = min(learning.learners)
     if learning.learning_signal == "bp":
         grad_fmt = out.fmts.error
@@ -336,21 +414,54 @@ def network_spec(layers: list[LayerShape], learning: Learning | None) -> dict[in
     return spec
 
 
-def weight_write_ops(ly: LayerShape, eta: int) -> list[Op]:
-    """W <- round(W - eta acc), acc <- 0, for every learned parameter: each op runs once
-    per parameter element and write (``count = "writes"``, ``per`` = the tensor's size).
-    The eta code decides whether its product is a shift or a multiply."""
+def weight_write_ops(ly: LayerShape, eta: int, optimizer: Optimizer = Optimizer()) -> list[Op]:
+    """W <- round(W - eta acc) (sgd; lion: see :class:`Optimizer`), acc <- 0, for every
+    learned parameter: each op runs once per parameter element and write (``count =
+    "writes"``, ``per`` = the tensor's size). The eta code decides whether the sgd product
+    is a shift or a multiply; lion adds or subtracts eta (no multiply)."""
     f = ly.fmts
     ops: list[Op] = []
     for tensor, fmt, size, acc in parameter_sizes(ly):
-        _const(ops, "weight_write", eta, f.learning_rate, f.update, "writes", f"eta acc_{tensor}", size)
-        ops.append(Op("weight_write", "add", str(fmt.bits), "writes", size, what=f"{tensor} - eta acc"))
+        if optimizer.kind == "lion":
+            ops += _lion_ops(ly, tensor, fmt, size)
+        elif optimizer.kind == "signum":
+            ops.append(Op("weight_write", "cmp", str(f.update.bits), "writes", size, what=f"u = sign(acc_{tensor})"))
+            ops.append(Op("weight_write", "add", str(fmt.bits), "writes", size, what=f"{tensor} - eta u"))
+        else:
+            _const(ops, "weight_write", eta, f.learning_rate, f.update, "writes", f"eta acc_{tensor}", size)
+            ops.append(Op("weight_write", "add", str(fmt.bits), "writes", size, what=f"{tensor} - eta acc"))
         ops.append(Op("weight_write", "read", str(fmt.bits), "writes", size, tensor))
         ops.append(Op("weight_write", "write", str(fmt.bits), "writes", size, tensor))
         ops.append(Op("weight_write", "read", str(f.update.bits), "writes", size, acc))
-        ops.append(Op("weight_write", "write", str(f.update.bits), "writes", size, acc, what="acc = 0"))
+        if optimizer.kind == "signum":
+            ops.append(Op("weight_write", "shift", str(f.update.bits), "writes", size, what="acc >> momentum_shift"))
+            ops.append(Op("weight_write", "add", str(f.update.bits), "writes", size,
+                          what="acc = acc - (acc >> momentum_shift)"))
+        ops.append(Op("weight_write", "write", str(f.update.bits), "writes", size, acc,
+                      what="acc = 0" if optimizer.kind != "signum" else ""))
         if fmt.rounding == "stochastic":
             ops.append(Op("weight_write", "rng", "32", "writes", size, what="xorshift32 lane step"))
+    return ops
+
+
+def _lion_ops(ly: LayerShape, tensor: str, fmt, size: int) -> list[Op]:
+    """Lion's write of one parameter tensor, per element (the weight add is in the caller)."""
+    f = ly.fmts
+    wide = str(f.momentum.bits + 1)
+    ops = []
+    if f.update.frac != f.momentum.frac:
+        ops.append(Op("weight_write", "shift", str(f.update.bits), "writes", size, what=f"g = acc_{tensor} -> momentum"))
+    ops += [
+        Op("weight_write", "add", wide, "writes", size, what="d = g - m"),
+        Op("weight_write", "shift", wide, "writes", size, what="d >> direction_shift"),
+        Op("weight_write", "add", wide, "writes", size, what="c = m + (d >> direction_shift)"),
+        Op("weight_write", "cmp", wide, "writes", size, what="u = sign(c)"),
+        Op("weight_write", "add", str(fmt.bits), "writes", size, what=f"{tensor} - eta u"),
+        Op("weight_write", "shift", wide, "writes", size, what="d >> momentum_shift"),
+        Op("weight_write", "add", str(f.momentum.bits), "writes", size, what="m = m + (d >> momentum_shift)"),
+        Op("weight_write", "read", str(f.momentum.bits), "writes", size, f"momentum_{tensor}"),
+        Op("weight_write", "write", str(f.momentum.bits), "writes", size, f"momentum_{tensor}"),
+    ]
     return ops
 
 
@@ -417,6 +528,10 @@ def layer_shifts(ly: LayerShape, above: LayerShape | None = None, readout: Layer
         ("SH_QB_IN", fqb, "the constant input 1 (and o[t-1]) aligned (left)"),
         ("SH_QB", fqb - fq, "bias-trace (and recurrent pre-trace) sum -> pre_trace format"),
         ("SH_ERR", fm - f.error.frac, "readout: y - onehot -> error format"),
+        ("SH_SM_IDX", fm + f.softmax.frac - f.softmax_lut.entries.bit_length() + 1,
+         "softmax: d log2(e) -> integer part and table index (ce)"),
+        ("SH_SM_P", f.softmax.frac, "softmax: e R -> softmax format (ce)"),
+        ("SH_SM_ERR", f.softmax.frac - f.error.frac, "softmax: p - onehot -> error format (ce)"),
         ("SH_G", fpsi, "BP: L psi -> learning_signal format (g for the layer below)"),
         ("SH_A", ff + fsig - fmod, "alpha * L -> modulation format"),
         ("SH_M", fpsi if ly.spiking else 0, "a_pre * psi -> modulation format"),
@@ -430,6 +545,11 @@ def layer_shifts(ly: LayerShape, above: LayerShape | None = None, readout: Layer
         ("SH_DB", fsig + (fpsi if ly.spiking else 0) - fu, "reference bias: L psi -> update format"),
         ("SH_DBX", fmod + fq - fu, "exact bias: m q_b + n -> update format"),
         ("SH_DBN", fq, "exact bias: n aligned to m q_b (left)"),
+        ("SH_MOM", fu - f.momentum.frac, "lion: acc -> momentum format"),
+        ("SH_LW", max(fw, fe) - fw, "lion write: W aligned (left) and the rounding shift back"),
+        ("SH_LA", max(fw, fe) - fe, "lion write: eta aligned (left)"),
+        ("SH_LBW", max(fb, fe) - fb, "lion bias write: b aligned (left) and the rounding shift back"),
+        ("SH_LBA", max(fb, fe) - fe, "lion bias write: eta aligned (left)"),
         ("SH_WW", fwr - fw, "weight write: W aligned (left) and the rounding shift back"),
         ("SH_WA", fwr - fe - fu, "weight write: eta * acc aligned (left)"),
         ("SH_BW", fbr - fb, "bias write: b aligned (left) and the rounding shift back"),

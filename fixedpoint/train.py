@@ -58,11 +58,12 @@ def _quiet(line: str) -> None:
 
 
 def check_int_config(config) -> None:
-    """What the integer trainer needs beyond the schema: SGD (the loss/rule checks are
-    :func:`fixedpoint.config.check_learning`, run by ``IntNetwork.from_float``)."""
-    if config.train.optimizer != "sgd":
-        raise InputError(f"train.optimizer = {config.train.optimizer!r}: the integer model trains with plain SGD "
-                         "(W <- W - eta dW); set train.optimizer: sgd")
+    """What the integer trainer needs beyond the schema: sgd or lion with shift betas (the
+    loss/rule checks are :func:`fixedpoint.config.check_learning`, run by
+    ``IntNetwork.from_float``)."""
+    from fixedpoint.spec import optimizer_spec
+
+    optimizer_spec(config.train.optimizer, config.train.resolved_betas)
 
 
 def quant_of(config):
@@ -81,7 +82,8 @@ def build_int_network(config, from_checkpoint: Path | None = None):
     net = build_network(config).double()
     if from_checkpoint is not None:
         load_weights(net, load_checkpoint(Path(from_checkpoint), config), from_checkpoint)
-    return IntNetwork.from_float(net, quant_of(config), lr=config.train.lr)
+    return IntNetwork.from_float(net, quant_of(config), lr=config.train.lr, optimizer=config.train.optimizer,
+                                 betas=config.train.resolved_betas)
 
 
 def check_learning_rates(model, config, num_samples: int, num_steps: int) -> None:
@@ -102,14 +104,20 @@ def check_learning_rates(model, config, num_samples: int, num_steps: int) -> Non
 
 def _float_window_loss(result, target: np.ndarray, model, num_steps: int) -> float:
     """The float loop's objective on the integer readout (reporting only): per sample the
-    mean over the window of 0.5 ||y[t] - onehot||^2, summed over the batch."""
+    mean over the window of 0.5 ||y[t] - onehot||^2 (mse) or of the cross-entropy of
+    softmax(y[t]) (ce, exact float softmax), summed over the batch."""
     from core.config import window_start
 
     start = window_start(num_steps, model.params.window)
     fmt = model.params.layers[-1].fmts.membrane
     y = fmt.to_float(result.readout[:, start:])  # (B, k, classes)
+    rows = np.arange(y.shape[0])
+    if model.params.loss == "ce":
+        top = y.max(-1, keepdims=True)
+        log_total = np.log(np.exp(y - top).sum(-1)) + top[..., 0]
+        return float((log_total - y[rows, :, target]).mean(1).sum())
     onehot = np.zeros((y.shape[0], y.shape[-1]))
-    onehot[np.arange(y.shape[0]), target] = 1.0
+    onehot[rows, target] = 1.0
     return float((0.5 * ((y - onehot[:, None, :]) ** 2).sum(-1)).mean(1).sum())
 
 
@@ -121,6 +129,8 @@ def state_arrays(model) -> dict[str, np.ndarray]:
             value = getattr(lp, tensor)
             if value is not None:
                 arrays[f"{lp.name}.{tensor}"] = np.ascontiguousarray(value, dtype=np.int64)
+    for (index, tensor), value in sorted((model.momentum or {}).items()):
+        arrays[f"layer{index}.momentum_{tensor}"] = np.ascontiguousarray(value, dtype=np.int64)
     arrays["lanes"] = np.ascontiguousarray(model.lanes, dtype=np.uint32)
     return arrays
 
@@ -133,6 +143,8 @@ def state_formats(model) -> dict[str, str]:
         for tensor in _TENSORS:
             if getattr(lp, tensor) is not None:
                 out[f"{lp.name}.{tensor}"] = fmts[tensor].describe()
+    for index, tensor in sorted(model.momentum or {}):
+        out[f"layer{index}.momentum_{tensor}"] = model.momentum_format(index).describe()
     return out
 
 
@@ -278,7 +290,8 @@ def load_int_checkpoint(path: Path, config=None) -> dict:
 
 
 def restore_state(model, checkpoint: dict, source: str) -> None:
-    """Put the checkpoint's codes and lanes into ``model`` (built from the same config).
+    """Put the checkpoint's codes, lanes and optimizer state into ``model`` (built from the
+    same config).
 
     Every tensor must exist with the same shape and format and lie inside its format's
     range; otherwise InputError names the tensor."""
@@ -287,34 +300,39 @@ def restore_state(model, checkpoint: dict, source: str) -> None:
     extra = sorted(set(formats) - set(wanted))
     if extra:
         raise InputError(f"{source}: tensor {extra[0]} is not in the config's network")
+
+    def checked(name: str, current: np.ndarray, fmt) -> np.ndarray:
+        if name not in arrays or name not in formats:
+            raise InputError(f"{source}: tensor {name} missing")
+        if formats[name] != wanted[name]:
+            raise InputError(f"{source}: {name} is stored as {formats[name]} but the config's quant gives "
+                             f"{wanted[name]}")
+        value = arrays[name]
+        if value.dtype != np.int64 or value.shape != current.shape:
+            raise InputError(f"{source}: {name} has shape {list(value.shape)} ({value.dtype}), "
+                             f"expected {list(current.shape)} (int64)")
+        if value.size and (int(value.min()) < fmt.min_int or int(value.max()) > fmt.max_int):
+            raise InputError(f"{source}: {name} holds codes outside {fmt.describe_short()}")
+        return value.copy()
+
     layers = []
     for lp in model.params.layers:
-        changes = {}
-        for tensor in _TENSORS:
-            name = f"{lp.name}.{tensor}"
-            current = getattr(lp, tensor)
-            if current is None:
-                continue
-            if name not in arrays or name not in formats:
-                raise InputError(f"{source}: tensor {name} missing")
-            if formats[name] != wanted[name]:
-                raise InputError(f"{source}: {name} is stored as {formats[name]} but the config's quant gives "
-                                 f"{wanted[name]}")
-            value = arrays[name]
-            if value.dtype != np.int64 or value.shape != current.shape:
-                raise InputError(f"{source}: {name} has shape {list(value.shape)} ({value.dtype}), "
-                                 f"expected {list(current.shape)} (int64)")
-            fmt = {"weight": lp.fmts.weight, "rec_weight": lp.fmts.weight, "bias": lp.fmts.bias,
-                   "feedback": lp.fmts.feedback}[tensor]
-            if value.size and (int(value.min()) < fmt.min_int or int(value.max()) > fmt.max_int):
-                raise InputError(f"{source}: {name} holds codes outside {fmt.describe_short()}")
-            changes[tensor] = value.copy()
+        fmts = {"weight": lp.fmts.weight, "rec_weight": lp.fmts.weight, "bias": lp.fmts.bias,
+                "feedback": lp.fmts.feedback}
+        changes = {tensor: checked(f"{lp.name}.{tensor}", getattr(lp, tensor), fmts[tensor])
+                   for tensor in _TENSORS if getattr(lp, tensor) is not None}
         layers.append(replace(lp, **changes))
+    momentum = None
+    if model.momentum is not None:
+        momentum = {(index, tensor): checked(f"layer{index}.momentum_{tensor}", current,
+                                             model.momentum_format(index))
+                    for (index, tensor), current in model.momentum.items()}
     lanes = arrays["lanes"]
     if lanes.dtype != np.uint32 or lanes.shape != model.lanes.shape or (lanes.size and not lanes.all()):
         raise InputError(f"{source}: lanes must be {model.lanes.size} non-zero uint32 states")
     model.params = replace(model.params, layers=tuple(layers))
     model.lanes = lanes.copy()
+    model.momentum = momentum
 
 
 # ----------------------------------------------------------------------------- loops

@@ -369,6 +369,7 @@ def _measure(args) -> int:
 
     from fixedpoint.config import check_learning
     from fixedpoint.network import IntNetwork
+    from fixedpoint.spec import chip_optimizer
     from hwmodel.activity import measure_batches
     from stllr.network import SpikingNetwork
 
@@ -384,7 +385,8 @@ def _measure(args) -> int:
         from stllr.train import load_weights
 
         load_weights(net, checkpoint, args.checkpoint)
-    model = IntNetwork.from_float(net, quant, lr=config.train.lr)
+    optimizer, betas = chip_optimizer(config.train)  # adam is measured with sgd's write
+    model = IntNetwork.from_float(net, quant, lr=config.train.lr, optimizer=optimizer, betas=betas)
     size = x.shape[0] // args.batches  # B
     batches = [(x[i * size:(i + 1) * size], y[i * size:(i + 1) * size]) for i in range(args.batches)]
     payload, _ = measure_batches(model, config, quant, batches, train=not args.inference)

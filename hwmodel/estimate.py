@@ -42,8 +42,9 @@ MAC_KINDS = ("mac", "mul", "syn_add")  # every multiply or synaptic accumulate
 #: into a current: ``syn_add``), multiplies (``mul``), multiply-accumulates (``mac``).
 OP_CLASSES = {"ac": ("syn_add",), "mul": ("mul",), "mac": ("mac",), "ac_mul_mac": MAC_KINDS}
 OP_CLASS_NAMES = {"ac": "AC", "mul": "MUL", "mac": "MAC", "ac_mul_mac": "AC+MUL+MAC"}
-PARAM_TENSORS = ("weight", "rec_weight", "bias", "feedback", "psi_lut")
-GRADIENT_TENSORS = ("update", "rec_update", "bias_update")
+PARAM_TENSORS = ("weight", "rec_weight", "bias", "feedback", "psi_lut", "softmax_lut")
+#: memory only learning needs: the update accumulators and the optimizer's state (lion)
+GRADIENT_TENSORS = ("update", "rec_update", "bias_update", "momentum_weight", "momentum_rec_weight", "momentum_bias")
 
 
 # ------------------------------------------------------------------------- structure
@@ -118,6 +119,13 @@ class Setup:
     learners: tuple[int, ...]
     etas: dict[int, int]  # eta code per learning layer (learning_rate format)
     warnings: tuple[str, ...] = ()  # e.g. an eta that quantizes to 0 (costed anyway)
+    loss: str = "mse"  # mse | ce: the readout error (ce: the integer softmax)
+    optimizer: spec.Optimizer = spec.Optimizer()  # the weight write: sgd or lion
+
+    @property
+    def learning(self) -> "spec.Learning":
+        """The spec's learning options of this run."""
+        return spec.Learning(self.learning_signal, self.bias_update, self.learners, self.loss)
 
     @property
     def start(self) -> int:
@@ -134,7 +142,9 @@ def eta_codes(layers: list[LayerInfo], config, batch: int, window: int, learners
     readout = len(layers) - 1
     out, warnings = {}, []
     for i in learners:
-        unscaled = config.learning.learning_signal == "sdfa" and i != readout
+        # signum and lion step by lr whatever the gradient's scale; the sDFA hidden signal
+        # carries no 1/(B k)
+        unscaled = config.train.optimizer in ("signum", "lion") or (config.learning.learning_signal == "sdfa" and i != readout)
         fmt = layers[i].fmts.learning_rate
         try:
             out[i] = eta_code(fmt, config.train.lr, batch, window, unscaled)
@@ -159,7 +169,7 @@ def _eta_fallback(fmts: LayerFormats, lr: float, batch: int, window: int, unscal
     fmt = fmts.learning_rate
     value = lr if unscaled else lr / (batch * window)
     what = "train.lr" if unscaled else "train.lr / (batch * window)"
-    where = f"(B = {batch}, k = {window})" if not unscaled else "(sDFA hidden layer)"
+    where = f"(B = {batch}, k = {window})" if not unscaled else "(unscaled: signum, lion, or an sDFA hidden layer)"
     value_bits = fmt.bits - (1 if fmt.signed else 0)
     precise = value_bits - 1 - math.floor(math.log2(value))  # the value's top bit in the format's top bit
     exact = EXACT_BITS - 2 - fmts.weight.bits - fmts.update.frac + fmts.weight.frac
@@ -191,7 +201,13 @@ def make_setup(layers: list[LayerInfo], config, steps: int, batch: int | None = 
     learners = (len(layers) - 1,) if learning.rule == "readout_only" else tuple(range(len(layers)))
     etas, warnings = eta_codes(layers, config, batch, window, learners) if learning_modes else ({}, [])
     return Setup(batch, steps, window, learning.learning_signal, learning.update, learning.bias_update, learners,
-                 etas, tuple(warnings))
+                 etas, tuple(warnings), learning.loss, integer_optimizer(config))
+
+
+def integer_optimizer(config) -> "spec.Optimizer":
+    """The weight write the integer model runs for ``train.optimizer`` (adam is costed as
+    sgd: spec.chip_optimizer)."""
+    return spec.optimizer_spec(*spec.chip_optimizer(config.train))
 
 
 # -------------------------------------------------------------------------- activity
@@ -349,7 +365,7 @@ def structural(ly: LayerInfo, setup: Setup, readout: bool) -> dict[str, float]:
 def spec_counts(layers: list[LayerInfo], act: Activity, setup: Setup, train: bool, weight_write: bool = True) -> Tally:
     """The datapath spec's ops (fixedpoint/spec.py) x the activity: what IntNetwork.run
     executes -- inference (forward only), or S-TLLR training with the weight write."""
-    learning = spec.Learning(setup.learning_signal, setup.bias_update, setup.learners) if train else None
+    learning = setup.learning if train else None
     readout = len(layers) - 1
     quantities = [{**act.totals[i], **structural(ly, setup, i == readout)} for i, ly in enumerate(layers)]
     tally = Tally()
@@ -359,7 +375,8 @@ def spec_counts(layers: list[LayerInfo], act: Activity, setup: Setup, train: boo
             tally.add(layers[index].name, op.phase, op.kind, op.width, n, op.tensor)
     if train and weight_write:
         for i in setup.learners:
-            tally.add_ops(layers[i].name, spec.weight_write_ops(layers[i], setup.etas[i]), quantities[i])
+            tally.add_ops(layers[i].name, spec.weight_write_ops(layers[i], setup.etas[i], setup.optimizer),
+                          quantities[i])
     return tally
 
 
@@ -422,7 +439,11 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
     out = layers[readout]
     fe = out.fmts.error
     n = B * out.n_out * T
-    tally.add(out.name, "learning_signal", "add", fe.bits, B * k)  # y - onehot in the window
+    if setup.loss == "ce":  # the same integer softmax error as S-TLLR's, per window step and sample
+        for op in spec.softmax_ops(out):
+            tally.add(out.name, op.phase, op.kind, op.width, B * k * op.per, op.tensor)
+    else:
+        tally.add(out.name, "learning_signal", "add", fe.bits, B * k)  # y - onehot in the window
     tally.const(out.name, "learning_signal", out.const.beta, out.fmts.leak, fe, n)
     tally.add(out.name, "learning_signal", "add", fe.bits, n)
     tally.add(out.name, "learning_signal", "read", fe.bits, n, "bptt_grad")
@@ -473,7 +494,7 @@ def bptt_counts(layers: list[LayerInfo], act: Activity, setup: Setup) -> Tally:
             tally.add(name, "accumulate", "read", fu.bits, B * ly.channels * T, "bias_update")
             tally.add(name, "accumulate", "write", fu.bits, B * ly.channels * T, "bias_update")
     for i in setup.learners:
-        tally.add_ops(layers[i].name, spec.weight_write_ops(layers[i], setup.etas[i]), {"writes": 1})
+        tally.add_ops(layers[i].name, spec.weight_write_ops(layers[i], setup.etas[i], setup.optimizer), {"writes": 1})
     return tally
 
 
@@ -553,12 +574,17 @@ def memory_tensors(layers: list[LayerInfo], setup: Setup, mode: str, samples: in
                 put("bptt_spikes", T * S * ly.n_out, SPIKES.bits, True)
             grad_bits = f.error.bits if ly.index == readout else f.learning_signal.bits
             put("bptt_grad", S * ly.n_out, grad_bits)
+        if mode in ("stllr", "bptt") and ly.index == readout and setup.loss == "ce":
+            put("softmax_lut", f.softmax_lut.entries, f.softmax.bits)
         if mode in ("stllr", "bptt") and learner:
             put("update", ly.weight_size, f.update.bits)
             if ly.recurrent:
                 put("rec_update", ly.rec_size, f.update.bits)
             if ly.bias:
                 put("bias_update", ly.channels, f.update.bits)
+            if setup.optimizer.kind == "lion":  # one momentum word per learned parameter
+                for tensor, _, size, _ in spec.parameter_sizes(ly):
+                    put(f"momentum_{tensor}", size, f.momentum.bits)
     return out
 
 

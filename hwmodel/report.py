@@ -180,7 +180,7 @@ def datapath_rows(est: Estimate) -> dict[str, dict]:
     setup = est.setup
     train = any(m != "inference" for m in est.results) and est.activity.train
     shapes = est.layers  # LayerInfo is the spec's LayerShape
-    learning = spec.Learning(setup.learning_signal, setup.bias_update, setup.learners) if train else None
+    learning = setup.learning if train else None
     readout = len(est.layers) - 1
     quantities = [{**est.activity.totals[i], **structural(ly, setup, i == readout)}
                   for i, ly in enumerate(est.layers)]

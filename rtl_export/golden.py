@@ -26,7 +26,8 @@ Tensors and their dimensions (row-major / C order over the dims, one word per li
 * per weight write ``(sample, write, ...)`` (batch update: one write after the last step;
   online: one per window step): ``weight`` / ``weight_next`` (before / after the write),
   ``weight_lanes`` / ``weight_lanes_next`` (xorshift32 states, only when the tensor's
-  rounding is stochastic), the same for ``rec_weight`` and ``bias``;
+  rounding is stochastic), ``momentum_weight`` / ``momentum_weight_next`` (optimizer lion:
+  the momentum words before / after), the same for ``rec_weight`` and ``bias``;
 * layers that do not learn: ``weight``, ``rec_weight``, ``bias`` once, ``(out, in)``.
 """
 
@@ -79,7 +80,8 @@ STEP_TENSORS = (
 )
 WINDOW_TENSORS = (
     ("learning_signal", "learning_signal", "learning_signal", "L[t], learning signal per neuron"),
-    ("error", "error", "error", "readout error y[t] - onehot (its learning signal)"),
+    ("softmax", "softmax", "softmax", "readout p[t] = integer softmax(y[t]) (loss ce, fixedpoint/softmax.py)"),
+    ("error", "error", "error", "readout error y[t] - onehot, or p[t] - onehot (ce): its learning signal"),
     ("grad", "grad", "learning_signal", "BP: g = round(L psi), sent to the layer below"),
     ("causal", "causal", "modulation", "m = round(round(alpha_pre L) psi) (readout: round(alpha_pre L))"),
     ("noncausal", "noncausal", "modulation", "n = round(round(alpha_post L) p[t-1])"),
@@ -207,6 +209,7 @@ def _collect(model, x, y, codes, start: int, write_steps: list[int], layout: dic
     for s in range(samples):
         before = model.params
         lanes_before = model.lanes.copy()
+        momentum_before = None if model.momentum is None else {k: v.copy() for k, v in model.momentum.items()}
         result = model.run(x[s:s + 1], y[s:s + 1], train=True, log=True, apply=True)
         log = result.log
         etas.update({int(k): int(v) for k, v in result.etas.items()})
@@ -250,6 +253,7 @@ def _collect(model, x, y, codes, start: int, write_steps: list[int], layout: dic
                 first, count = layout[(i, tensor)]
                 lanes = lanes_before[first:first + count]
                 stochastic = fmt.rounding == "stochastic"
+                momentum = None if momentum_before is None else momentum_before[(i, tensor)]
                 for w, t in enumerate(write_steps):
                     new = np.asarray(log[(t, name, f"new_{tensor}")], np.int64)
                     wd = ("sample", "write") + dims
@@ -257,6 +261,14 @@ def _collect(model, x, y, codes, start: int, write_steps: list[int], layout: dic
                         len(write_steps))
                     put(Entry(i, f"{tensor}_next", "write", wd, fmt, f"{tensor} after the write"), s, w, new,
                         len(write_steps))
+                    if momentum is not None:
+                        new_momentum = np.asarray(log[(t, name, f"momentum_{tensor}")], np.int64)
+                        put(Entry(i, f"momentum_{tensor}", "write", wd, lp.fmts.momentum,
+                                  f"lion momentum of {tensor} before the write"), s, w, momentum, len(write_steps))
+                        put(Entry(i, f"momentum_{tensor}_next", "write", wd, lp.fmts.momentum,
+                                  f"lion momentum of {tensor} after the write"), s, w, new_momentum,
+                            len(write_steps))
+                        momentum = new_momentum
                     if stochastic:
                         nxt = next_states(lanes)
                         put(Entry(i, f"{tensor}_lanes", "write", wd, LANE_FORMAT,
@@ -662,6 +674,14 @@ def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors,
         layers.append(replace(lp, **changes))
     model.params = replace(params, layers=tuple(layers))
     model.lanes = lanes
+    for (index, tensor), value in (model.momentum or {}).items():  # lion: the first write's momentum
+        key = f"layer{index}/momentum_{tensor}"
+        if key not in vs.arrays or vs.arrays[key].shape[2:] != value.shape:
+            raise InputError(f"{mpath}: no '{key}' of shape {list(value.shape)} in the set (optimizer lion)")
+        initial = vs.arrays[key][0, 0]
+        if reproducible and initial.any():
+            raise InputError(f"{key}.hex: the initial momentum must be 0 (a fresh optimizer)")
+        model.momentum[(index, tensor)] = initial.astype(np.int64)
     x = first_layer.fmts.input.to_float(codes).reshape(codes.shape[:2] + shape)
     vectors = simulate(model, x, target)
     _check_entries(vs, vectors)

@@ -54,6 +54,7 @@ def file_sha256(path: Path) -> str:
 def build_model(config: Config, checkpoint: Path | None = None):
     """(IntNetwork, Source) for ``config``; InputError for a foreign or unreadable checkpoint."""
     from fixedpoint.network import IntNetwork
+    from fixedpoint.spec import chip_optimizer
     from stllr.train import build_network, load_checkpoint, load_weights
 
     net = build_network(config)
@@ -62,7 +63,9 @@ def build_model(config: Config, checkpoint: Path | None = None):
         checkpoint = Path(checkpoint)
         load_weights(net, load_checkpoint(checkpoint, config), checkpoint)
         source = Source("checkpoint", config.train.seed, file_sha256(checkpoint))
-    model = IntNetwork.from_float(net, config.quant or QuantConfig(), lr=config.train.lr)
+    optimizer, betas = chip_optimizer(config.train)
+    model = IntNetwork.from_float(net, config.quant or QuantConfig(), lr=config.train.lr, optimizer=optimizer,
+                                  betas=betas)
     return model, source
 
 

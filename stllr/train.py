@@ -28,6 +28,7 @@ from core.config import Config, config_to_dict, layer_shapes, learning_window, p
 from stllr.data import EventDataset, iterate_batches, load_data
 from core.errors import InputError
 from stllr.learning import bptt_batch, evaluate_batch, learning_layers, stllr_batch
+from stllr.optim import Lion, Signum
 from stllr.network import SpikingNetwork
 from stllr.rundir import check_resume_config, plan_run
 from core.schema import StrictModel, validate
@@ -64,8 +65,13 @@ def build_network(config: Config) -> SpikingNetwork:
 def build_optimizer(net: SpikingNetwork, config: Config) -> torch.optim.Optimizer:
     indices = learning_layers(net, config.learning.rule)
     params = [p for i in indices for p in net.layers[i].parameters()]
+    betas = config.train.resolved_betas
     if config.train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.train.lr)
+        return torch.optim.Adam(params, lr=config.train.lr, betas=betas)
+    if config.train.optimizer == "lion":
+        return Lion(params, lr=config.train.lr, betas=betas)
+    if config.train.optimizer == "signum":
+        return Signum(params, lr=config.train.lr, betas=betas)
     return torch.optim.SGD(params, lr=config.train.lr)
 
 

@@ -70,9 +70,11 @@ BAD = [
     (("quant", "learning_rate"), "u16.4", "train.lr / (batch * window) = 0.00215"),
     (("quant", "weight"), "s8.60", "quant (layer 0) synaptic current: intermediate needs 73 bits"),
     # what the integer trainer does not implement
-    (("learning", "loss"), "ce", "learning.loss: the integer model implements 'mse' only"),
+    (("quant", "softmax"), "u32.30", "quant.softmax = u32.30: 1/S numerator 2^(2F) needs 62 bits"),
+    (("quant", "softmax_lut"), {"entries": 48}, "quant.softmax_lut.entries: 48 is not a power of two"),
+    (("train", "betas"), [0.9, 0.99], "train.betas: sgd keeps no moments (betas are for adam, signum and lion)"),
     (("learning", "rule"), "bptt", "learning.rule = 'bptt'"),
-    (("train", "optimizer"), "adam", "train.optimizer = 'adam'"),
+    (("train", "optimizer"), "adam", "train.optimizer = 'adam': the integer model trains with sgd, signum or lion"),
     (("network", "input_shape"), [65], "network.input_shape = [65] does not match data.train feature shape [64]"),
 ]
 

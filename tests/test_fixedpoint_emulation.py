@@ -38,31 +38,34 @@ def hyp(n: int):
 # ----------------------------------------------------------------------------- helpers
 
 
-def compare_runs(net, quant, x, y, lr, train=True):
-    """Run both paths with logs; assert bit equality; return (int model, emulation, int result)."""
+def compare_runs(net, quant, x, y, lr, train=True, optimizer="sgd", betas=None, batches=1):
+    """Run both paths with logs (``batches`` times in a row: lion's momentum carries over);
+    assert bit equality; return (int model, emulation, last int result)."""
     from fixedpoint.network import IntNetwork
 
-    model = IntNetwork.from_float(net, quant, lr=lr)
-    emu = EmulatedNetwork(net, quant, lr=lr)
-    int_error = emu_error = None
-    try:
-        result = model.run(x, y, train=train, log=True)
-    except FixedOverflowError as error:
-        int_error = str(error)
-    try:
-        _, _, book = emu.run(x, y, train=train, log=True)
-    except FixedOverflowError as error:
-        emu_error = str(error)
-    assert int_error == emu_error
-    if int_error is not None:
-        return model, emu, None
-    keys = set(result.log)
-    assert keys == {k for k in book if k != "_t"}
-    for key in sorted(keys):
-        value, frac = book[key]
-        codes = torch.ldexp(value, torch.tensor(float(frac), dtype=torch.float64)).numpy()
-        expected = result.log[key]
-        assert np.array_equal(codes.reshape(expected.shape), expected), (key, expected.ravel()[:6], codes.ravel()[:6])
+    model = IntNetwork.from_float(net, quant, lr=lr, optimizer=optimizer, betas=betas)
+    emu = EmulatedNetwork(net, quant, lr=lr, optimizer=optimizer, betas=betas)
+    for _ in range(batches):
+        int_error = emu_error = None
+        try:
+            result = model.run(x, y, train=train, log=True)
+        except FixedOverflowError as error:
+            int_error = str(error)
+        try:
+            _, _, book = emu.run(x, y, train=train, log=True)
+        except FixedOverflowError as error:
+            emu_error = str(error)
+        assert int_error == emu_error
+        if int_error is not None:
+            return model, emu, None
+        keys = set(result.log)
+        assert keys == {k for k in book if k != "_t"}
+        for key in sorted(keys):
+            value, frac = book[key]
+            codes = torch.ldexp(value, torch.tensor(float(frac), dtype=torch.float64)).numpy()
+            expected = result.log[key]
+            assert np.array_equal(codes.reshape(expected.shape), expected), (key, expected.ravel()[:6],
+                                                                              codes.ravel()[:6])
     int_events = {name: events for name, _, events, _ in model.overflow.rows()}
     emu_events = {name: events for name, _, events, _ in emu.em.overflow.rows()}
     for name in set(int_events) & set(emu_events):
@@ -107,6 +110,9 @@ def quant_strategy(draw, first_binary: bool):
         "feedback": draw(fmt(True, (4, 8), (1, 2))),
         "update": draw(fmt(True, (6, 14), (3, 8))),
         "learning_rate": "u16.20",
+        "momentum": draw(fmt(True, (2, 14), (2, 8))),
+        "softmax": draw(fmt(False, (2, 15), (1, 2))),
+        "softmax_lut": {"entries": draw(st.sampled_from([2, 8, 64]))},
         "psi_lut": {"entries": draw(st.sampled_from([4, 16, 64])), "index_shift": draw(st.integers(0, 6))},
         "seed": draw(st.integers(0, 3)),
     }
@@ -156,7 +162,7 @@ def case(draw, kinds):
                "lambda_pre": draw(st.sampled_from([None, 0.75, 1.0])),
                "alpha_post": draw(st.sampled_from([0.0, -1.0, -0.25, 0.5])),
                "alpha_pre": draw(st.sampled_from([1.0, 0.75, -0.5]))}
-    learning = {"loss": "mse", "window": window, "factors": factors,
+    learning = {"loss": draw(st.sampled_from(["mse", "ce"])), "window": window, "factors": factors,
                 "learning_signal": draw(st.sampled_from(["bp", "dfa", "sdfa"])),
                 "update": draw(st.sampled_from(["batch", "online"])),
                 "bias_update": draw(st.sampled_from(["reference", "exact"])),
@@ -178,7 +184,11 @@ def case(draw, kinds):
     y = rng.integers(0, layers[-1]["size"], batch)
     scale = draw(st.sampled_from([1.0, 2.0, 4.0]))
     lr = draw(st.sampled_from([2.0 ** -6, 0.01, 0.05]))
-    return network, learning, quant, x, y, scale, draw(st.integers(0, 100)), lr
+    optimizer = {"optimizer": draw(st.sampled_from(["sgd", "signum", "lion"]))}
+    if optimizer["optimizer"] != "sgd":
+        count = 2 if optimizer["optimizer"] == "lion" else 1
+        optimizer["betas"] = tuple(1.0 - 2.0 ** -draw(st.integers(0, 8)) for _ in range(count))
+    return network, learning, quant, x, y, scale, draw(st.integers(0, 100)), lr, optimizer
 
 
 def build(network, learning, scale, seed):
@@ -191,11 +201,11 @@ def build(network, learning, scale, seed):
 
 
 def check_case(data) -> None:
-    network, learning, quant, x, y, scale, seed, lr = data
+    network, learning, quant, x, y, scale, seed, lr, optimizer = data
     net = build(network, learning, scale, seed)
     try:
         q = QuantConfig(**quant)
-        compare_runs(net, q, x, y, lr, train=True)
+        compare_runs(net, q, x, y, lr, train=True, batches=2 if optimizer["optimizer"] != "sgd" else 1, **optimizer)
     except InputError:
         return  # a drawn constant does not fit its drawn format: validation's job, tested elsewhere
     compare_runs(net, q, x, y, lr, train=False)
@@ -225,10 +235,10 @@ def test_conv2d_bit_exact(data):
 @hyp(150)
 @given(case(["linear", "recurrent", "conv2d"]), st.sampled_from(["raise"]))
 def test_raise_policy_same_message(data, policy):
-    network, learning, quant, x, y, scale, seed, lr = data
+    network, learning, quant, x, y, scale, seed, lr, optimizer = data
     quant = dict(quant, membrane=quant["membrane"].replace("wrap", policy).replace("saturate", policy),
                  update=quant["update"].replace("wrap", policy).replace("saturate", policy))
-    check_case((network, learning, quant, x, y, scale, seed, lr))
+    check_case((network, learning, quant, x, y, scale, seed, lr, optimizer))
 
 
 @hyp(200)

@@ -172,10 +172,17 @@ def test_constant_validation_names_the_field(network_fields, quant, fragment):
     assert "\n" not in str(info.value)
 
 
-def test_ce_loss_and_bptt_rejected_with_one_line():
-    net = SpikingNetwork(NetworkConfig(input_shape=[3], layers=[{"kind": "readout", "size": 2}]), LearningConfig())
-    with pytest.raises(InputError, match="learning.loss: the integer model implements 'mse' only"):
+def test_bptt_and_adam_rejected_with_one_line():
+    net = SpikingNetwork(NetworkConfig(input_shape=[3], layers=[{"kind": "readout", "size": 2}]),
+                         LearningConfig(rule="bptt"))
+    with pytest.raises(InputError, match="learning.rule = 'bptt'"):
         IntNetwork.from_float(net)
+    net = SpikingNetwork(NetworkConfig(input_shape=[3], layers=[{"kind": "readout", "size": 2}]), LearningConfig())
+    with pytest.raises(InputError, match="train.optimizer = 'adam': the integer model trains with sgd, signum or lion"):
+        IntNetwork.from_float(net, optimizer="adam")
+    for betas in ((0.9, 0.99), (0.875, 1.0 - 2.0 ** -31)):
+        with pytest.raises(InputError, match=r"train.betas = .*: the integer lion needs beta = 1 - 2\*\*-n"):
+            IntNetwork.from_float(net, optimizer="lion", betas=betas)
 
 
 def test_learning_rate_that_does_not_fit_is_an_input_error():

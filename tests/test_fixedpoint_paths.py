@@ -30,8 +30,8 @@ def _numpy_paths():
             mock.patch.object(int_network, "round_overflow", lambda *args, **kwargs: (0, False)))
 
 
-def _run(net, quant, x, y, lr, train):
-    model = int_network.IntNetwork.from_float(net, quant, lr=lr)
+def _run(net, quant, x, y, lr, train, optimizer):
+    model = int_network.IntNetwork.from_float(net, quant, lr=lr, **optimizer)
     try:
         result = model.run(x, y, train=train, log=True)
     except FixedOverflowError as error:
@@ -40,18 +40,18 @@ def _run(net, quant, x, y, lr, train):
 
 
 def _check(data) -> None:
-    network, learning, quant, x, y, scale, seed, lr = data
+    network, learning, quant, x, y, scale, seed, lr, optimizer = data
     net = build(network, learning, scale, seed)
     try:
         q = QuantConfig(**quant)
-        int_network.IntNetwork.from_float(net, q, lr=lr)
+        int_network.IntNetwork.from_float(net, q, lr=lr, **optimizer)
     except InputError:
         return  # a drawn constant does not fit its drawn format: validation's job
     for train in (True, False):
-        fast, fast_result, fast_error = _run(net, q, x, y, lr, train)
+        fast, fast_result, fast_error = _run(net, q, x, y, lr, train, optimizer)
         patches = _numpy_paths()
         with patches[0], patches[1], patches[2]:
-            slow, slow_result, slow_error = _run(net, q, x, y, lr, train)
+            slow, slow_result, slow_error = _run(net, q, x, y, lr, train, optimizer)
         assert fast_error == slow_error
         if fast_error is not None:
             continue

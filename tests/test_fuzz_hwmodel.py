@@ -589,7 +589,8 @@ def test_measure_overflow_raise_is_one_line(world):
 
 
 @pytest.mark.parametrize("what,mutation,names", [
-    ("softmax loss", ("learning.loss", "ce"), ["learning.loss", "mse"]),
+    ("softmax too wide", ("quant", {"softmax": "u32.30"}), ["quant.softmax", "u32.30", "62 bits"]),
+    ("one beta for adam", ("train.betas", [0.5]), ["train.betas", "adam takes 2 betas, not 1"]),
     ("bptt rule", ("learning.rule", "bptt"), ["learning.rule", "bptt"]),
     ("batch beyond the data", ("train.batch_size", SAMPLES + 1), ["train.batch_size", f"{SAMPLES} training samples"]),
     ("input shape", ("network.input_shape", [9]), ["network.input_shape", "[8]"]),

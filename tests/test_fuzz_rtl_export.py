@@ -373,7 +373,10 @@ GOLDEN_NETS = {
     "duplicate_key": (lambda f: _yaml(f, "train: {}\ntrain: {}\n"), ["duplicate key"]),
     "unknown_key": (lambda f: _yaml(f, _tiny_with(train__zz_unknown=1)), ["zz_unknown"]),
     "bool_size": (lambda f: _yaml(f, _tiny_with(network__input_shape=[True])), ["input_shape"]),
-    "ce_loss": (lambda f: _yaml(f, _tiny_with(learning__loss="ce")), ["learning.loss"]),
+    "softmax_lut": (lambda f: _yaml(f, _tiny_with(learning__loss="ce", quant__softmax_lut={"entries": 6})),
+                    ["quant.softmax_lut.entries", "power of two"]),
+    "lion_betas": (lambda f: _yaml(f, _tiny_with(train__optimizer="lion", train__betas=[0.9, 0.99])),
+                   ["train.betas", "1 - 2**-n"]),
     "huge_window": (lambda f: _yaml(f, _tiny_with(learning__window=9)), ["learning.window"]),
     "data_shape": (lambda f: _yaml(f, _tiny_with(quant__input="u8.0")), None),  # data input of 64, net of 4
     "raise": (lambda f: _yaml(f, _tiny_with(quant__update="s5.4 floor raise")), ["overflow in", "'raise'"]),

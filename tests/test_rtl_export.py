@@ -366,13 +366,37 @@ def test_output_directory_rules(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
 
 
-def test_ce_loss_is_rejected(tmp_path, capsys):
+def test_golden_covers_the_softmax_error_and_lion(tmp_path, capsys):
+    """loss ce + optimizer lion: the set holds p = integer softmax(y) and the momentum words,
+    p agrees with float softmax of the logged y to the table's error, verify re-runs it bit
+    for bit, and one changed momentum word is a mismatch (exit 1) naming the file."""
     config = yaml.safe_load(W4.read_text())
     config["learning"]["loss"] = "ce"
-    path = tmp_path / "ce.yaml"
+    config["train"].update(optimizer="lion", betas=[0.75, 0.9375], lr=2.0 ** -7)
+    config["quant"]["momentum"] = "s12.6"
+    path = tmp_path / "ce_lion.yaml"
     path.write_text(yaml.safe_dump(config))
-    code, _, err = _run(capsys, "params", "--net", path, "--out", tmp_path / "p")
-    assert code == 2 and "learning.loss" in err
+    out = tmp_path / "set"
+    code, _, err = _run(capsys, "golden", "--net", path, "--out", out, "--samples", "3", "--steps", "6",
+                        "--random-density", "0.5")
+    assert code == 0, err
+    vs = load_vectors(out)
+    y = vs.arrays["layer1/u"][:, 3:] / 2.0 ** 6  # the window steps of the readout (membrane s12.6)
+    p = vs.arrays["layer1/softmax"] / 2.0 ** 15
+    expected = np.exp(y - y.max(-1, keepdims=True))
+    expected /= expected.sum(-1, keepdims=True)
+    assert np.abs(p - expected).max() < 4e-3
+    momentum = vs.arrays["layer1/momentum_weight_next"]
+    assert momentum.any() and not vs.arrays["layer1/momentum_weight"][0, 0].any()
+    assert np.array_equal(vs.arrays["layer1/momentum_weight"][1:, 0], momentum[:-1, -1])  # carried over
+    code, stdout, err = _run(capsys, "verify", out)
+    assert code == 0, err
+    name = "layer1/momentum_weight_next.hex"
+    lines = (out / name).read_text().splitlines()
+    lines[7] = format((int(lines[7], 16) + 1) & 0xfff, "03x")
+    _reseal(out, name, ("\n".join(lines) + "\n").encode())
+    code, _, err = _run(capsys, "verify", out)
+    assert code == 1 and f"mismatch: {name}" in err
 
 
 # ----------------------------------------------------------------------------- params

@@ -160,7 +160,7 @@ BAD_SPECS = [
     ({"seeds": [0, 0]}, "seeds: 0 given twice"),
     ({"base": "missing.yaml"}, "base: config file"),
     ({"axes": {"train.seed": [1, 2]}}, "axes.train.seed: train.seed is set by 'seeds:'"),
-    ({"set": {"train.optimizer": "adam"}}, "set: train.optimizer = 'adam': the integer model trains with plain SGD"),
+    ({"set": {"train.optimizer": "adam"}}, "set: train.optimizer = 'adam': the integer model trains with sgd, signum or lion"),
     ({"method": "random"}, "samples: method random needs samples"),
     ({"method": "nsga2", "trials": 50}, "trials: 50 exceeds the 2 points of the grid"),
     ({"objectives": [{"metric": "joules", "goal": "min"}]}, "objectives.0.metric: Input should be"),
