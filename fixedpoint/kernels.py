@@ -104,6 +104,61 @@ def _synaptic_current_dense(weight, x, idx, out):
 
 
 @numba.njit(cache=True)
+def synaptic_current_dense(columns, weight_bound, x, out):
+    """out[b, o] += sum_j W[o, j] * x[b, j] over the non-zero x[b, j] (a dense layer).
+
+    columns (n_in, n_out): W transposed, C-contiguous, in any integer dtype that holds
+    every weight code (column j of W is the contiguous row ``columns[j]``); weight_bound
+    = max |W| (an int); x (B, n_in) int64; out (B, n_out) int64. A sample whose bound
+    ``weight_bound * sum_j |x[b, j]|`` stays below 2**31 sums in int32 (no partial sum
+    can leave int32, so the sum is exact), any other in int64. Returns the input events
+    (non-zero x[b, j]), as :func:`synaptic_current` counts them.
+    """
+    batch, n_in = x.shape
+    n_out = columns.shape[1]
+    active = np.empty(n_in, np.int64)
+    acc32 = np.empty(n_out, np.int32)
+    limit = np.int64(1) << np.int64(31)
+    # the largest sum_j |x[b, j]| whose int32 sum is exact (weight_bound * size < 2**31)
+    max_size = limit if weight_bound == 0 else (limit - np.int64(1)) // np.int64(weight_bound)
+    events = 0
+    for b in range(batch):
+        k = 0
+        size = np.int64(0)  # sum_j |x[b, j]|, saturating at 2**31
+        for j in range(n_in):
+            xv = x[b, j]
+            if xv != 0:
+                active[k] = j
+                k += 1
+                size = min(size + abs(xv), limit)
+        events += k
+        if k == 0:
+            continue
+        if size <= max_size:
+            acc32[:] = 0
+            for i in range(k):
+                j = active[i]
+                col = columns[j]
+                xv = np.int32(x[b, j])
+                if xv == 1:
+                    for o in range(n_out):
+                        acc32[o] += col[o]
+                else:
+                    for o in range(n_out):
+                        acc32[o] += col[o] * xv
+            for o in range(n_out):
+                out[b, o] += acc32[o]
+        else:
+            for i in range(k):
+                j = active[i]
+                col = columns[j]
+                xv = x[b, j]
+                for o in range(n_out):
+                    out[b, o] += np.int64(col[o]) * xv
+    return events
+
+
+@numba.njit(cache=True)
 def transpose_mac(weight, grad, idx, out):
     """out[b, idx[tap, p]] += W[o, tap] * grad[b, o, p] over non-zero grad only (W^T g).
 

@@ -42,6 +42,7 @@ from fixedpoint.kernels import (
     lif_forward,
     round_overflow,
     synaptic_current,
+    synaptic_current_dense,
     trace_step,
     transpose_mac,
     weight_write,
@@ -78,16 +79,16 @@ def dense_geometry(n_in: int, n_out: int) -> Geometry:
     return Geometry(n_in, n_out, 1, np.arange(n_in, dtype=np.int64).reshape(n_in, 1))
 
 
-_DENSE_IDX: dict[int, np.ndarray] = {}
+_DENSE: dict[int, Geometry] = {}
 
 
-def _dense_idx(n: int) -> np.ndarray:
-    """dense_geometry(n, n).idx, built once per size (the recurrent synapses); private: only
+def _dense_geometry(n: int) -> Geometry:
+    """dense_geometry(n, n), built once per size (the recurrent synapses); private: only
     the kernels read it, nothing writes it."""
-    idx = _DENSE_IDX.get(n)
-    if idx is None:
-        idx = _DENSE_IDX[n] = dense_geometry(n, n).idx
-    return idx
+    geometry = _DENSE.get(n)
+    if geometry is None:
+        geometry = _DENSE[n] = dense_geometry(n, n)
+    return geometry
 
 
 def conv_geometry(in_shape, out_shape, kernel: int, stride: int, padding: int) -> Geometry:
@@ -192,6 +193,10 @@ class StepContext:
     log: dict | None = None  # (t, layer, tensor) -> int64 array, when recording
     spec: dict | None = field(default=None, repr=False, compare=False)
     observed: dict = field(default_factory=dict, repr=False, compare=False)  # (layer, quantity) -> n
+    #: (layer, tensor) -> (weight, W^T narrow, max |W|) of dense layers, for the synaptic
+    #: kernel; None: not cached. Only a context whose weights nobody edits in place while it
+    #: lives may hold one (IntNetwork.run builds one per run; a weight write makes new arrays).
+    columns: dict | None = field(default=None, repr=False, compare=False)
 
     def observe(self, layer: str, quantity: str, n) -> None:
         if self.ops is not None:
@@ -242,6 +247,42 @@ def _requant(values: np.ndarray, shift: int, fmt: FixedFormat, tensor: str, ctx:
     rounded = shift_right_round(values, shift, fmt.rounding) if shift else np.asarray(values, np.int64)
     out, _ = apply_overflow(rounded, fmt, tensor=tensor, step=ctx.t, counter=ctx.overflow)
     return out
+
+
+def _weight_columns(ctx: StepContext, lp: IntLayerParams, tensor: str, weight: np.ndarray, geometry: Geometry):
+    """(W^T, max |W|) for :func:`synaptic_current_dense`: W^T C-contiguous in the narrowest
+    integer dtype that holds every code (the same integers), built once per weight array
+    and run. None where it does not apply: no cache in ctx, or not a dense map (P > 1, or
+    an input index map other than the identity)."""
+    if ctx.columns is None or weight.dtype != np.int64 or weight.ndim != 2:
+        return None
+    key = (lp.name, tensor)
+    entry = ctx.columns.get(key)
+    if entry is None or entry[0] is not weight:
+        columns, bound = None, 0
+        if geometry.positions == 1 and np.array_equal(geometry.idx[:, 0], np.arange(weight.shape[1])):
+            low, high = (int(weight.min()), int(weight.max())) if weight.size else (0, 0)
+            bound = max(-low, high)
+            dtype = next(d for d in (np.int8, np.int16, np.int32, np.int64)
+                         if np.iinfo(d).min <= low and high <= np.iinfo(d).max)
+            columns = weight.T.astype(dtype, order="C")
+        entry = ctx.columns[key] = (weight, columns, bound)
+    return None if entry[1] is None else entry[1:]
+
+
+def _synaptic_current(ctx: StepContext, lp: IntLayerParams, tensor: str, x: np.ndarray, geometry: Geometry
+                      ) -> tuple[int, np.ndarray]:
+    """(input events, exact int64 sum W x (B, C_out * P)) of lp.<tensor> (weight or
+    rec_weight) over the inputs x (B, n_in) int64."""
+    weight = getattr(lp, tensor)
+    batch = x.shape[0]
+    dense = _weight_columns(ctx, lp, tensor, weight, geometry)
+    if dense is not None and x.dtype == np.int64 and x.ndim == 2 and x.shape[1] == dense[0].shape[0]:
+        out = np.zeros((batch, geometry.channels), np.int64)
+        return synaptic_current_dense(dense[0], dense[1], x, out), out
+    out = np.zeros((batch, geometry.channels, geometry.positions), np.int64)
+    events = synaptic_current(weight, x, geometry.idx, out)
+    return events, out.reshape(batch, geometry.n_out)
 
 
 def _shl(values, shift: int) -> np.ndarray:
@@ -343,17 +384,13 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     n_out = g.n_out
     # -- synaptic current: exact sum of W x (+ W_rec o[t-1]) (+ b), one requantization
     sh = lp.shifts
-    acc = np.zeros((batch, g.channels, g.positions), np.int64)
-    events = synaptic_current(lp.weight, x, g.idx, acc)
+    events, syn = _synaptic_current(ctx, lp, "weight", x, g)
     ctx.observe(name, "events", events)
     ctx.observe(name, "neurons", batch * n_out)
-    syn = acc.reshape(batch, n_out)
     rec = bias = None
     if lp.kind == "recurrent":
-        rec = np.zeros((batch, n_out, 1), np.int64)
-        rec_events = synaptic_current(lp.rec_weight, state.prev_spikes, _dense_idx(n_out), rec)
+        rec_events, rec = _synaptic_current(ctx, lp, "rec_weight", state.prev_spikes, _dense_geometry(n_out))
         ctx.observe(name, "rec_events", rec_events)
-        rec = rec.reshape(batch, n_out)
     if lp.bias is not None:
         bias = lp.bias if g.positions == 1 else np.repeat(lp.bias, g.positions)
     fused = _lif_fused(lp, state, syn, rec, bias, ctx)
@@ -569,7 +606,7 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
 
     new["weight"] = correlate(g, record.pre_trace, record.input, "weight", "update", "", ("SH_EC", "SH_EN", "SH_U"))
     if lp.kind == "recurrent":  # recurrent synapses: pre-synaptic spikes o[t-1] and q_rec
-        new["rec_weight"] = correlate(dense_geometry(g.n_out, g.n_out), record.rec_pre_trace, record.rec_input,
+        new["rec_weight"] = correlate(_dense_geometry(g.n_out), record.rec_pre_trace, record.rec_input,
                                       "rec_weight", "rec_update", "rec_", ("SH_EC_REC", "SH_EN_REC", "SH_U_REC"))
     if lp.bias is not None:
         if bias_mode == "reference":
@@ -854,7 +891,7 @@ class IntNetwork:
         start = steps - k if train else steps
         etas = self.etas(batch, k) if train else {}
         ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None,
-                          spec=params_spec(params, train))
+                          spec=params_spec(params, train), columns={})
         state = initial_state(params, batch, self.lanes, traces=train)
         target = None if target is None else np.asarray(target, np.int64)
         ys, spikes = [], [[] for _ in params.layers[:-1]]
