@@ -350,6 +350,107 @@ def _accumulate_update_dense(causal, pre, noncausal, x, idx, causal_shift, nonca
     return n_causal, n_noncausal, n_contrib
 
 
+@numba.njit(cache=True, inline="always")
+def _round_shift(v, s, mode, mask, half):
+    """shift_right_round_int(v, s, mode, 0) for any s (s <= 0: the exact left shift)."""
+    if s > 0:
+        return _round_positive_shift(v, s, mode, mask, half)
+    return v << -s
+
+
+@numba.njit(cache=True)
+def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_shift, shift, mode, acc, lo, hi,
+                            policy, bits, signed, out):
+    """out = overflow(acc + accumulate_update's sum) for a dense layer (input j is tap j),
+    in one pass over the accumulator.
+
+    causal, noncausal (B, n_out) int64 (noncausal may have size 0: alpha_post = 0); pre,
+    x (B, n_in) int64; acc, out (n_out, n_in) int64 (out is written, acc only read).
+    The overflow is the accumulator format's (lo, hi, policy 0 saturate / 1 wrap / 2
+    raise: counted only, out then holds the exact sums, bits, signed), as round_overflow
+    with shift 0 applies it.
+    Per sample b and synapse (o, j): c = (m q_j << causal_shift) + (n x_j << noncausal_shift),
+    rounded by ``shift`` (mode 0..3; 3, stochastic, rounds with zero random bits, i.e.
+    floor, as accumulate_update) and added exactly. A row with m != 0 runs over all
+    inputs (vectorized) and corrects the inputs with x_j != 0 by round(c) - round(m q_j
+    << causal_shift); a row with only n != 0 runs over the inputs with x_j != 0 (a spike
+    adds the one value round(n << noncausal_shift)). A zero term adds round(0) = 0 in
+    every mode. Returns accumulate_update's counts (causal products, non-causal adds,
+    rounded contributions) and the overflow events."""
+    batch, n_out = causal.shape
+    taps = pre.shape[1]
+    use_nc = noncausal.size > 0
+    active = np.empty((batch, taps), np.int64)  # inputs with x != 0, per sample
+    n_q = np.zeros(batch, np.int64)  # non-zero pre-traces
+    n_x = np.zeros(batch, np.int64)  # non-zero inputs
+    n_qx = np.zeros(batch, np.int64)  # both
+    for b in range(batch):
+        for t in range(taps):
+            n_q[b] += pre[b, t] != 0
+        if use_nc:
+            k = 0
+            for t in range(taps):
+                if x[b, t] != 0:
+                    active[b, k] = t
+                    k += 1
+                    n_qx[b] += pre[b, t] != 0
+            n_x[b] = k
+    s = np.int64(shift)
+    cs = np.int64(causal_shift)
+    ncs = np.int64(noncausal_shift)
+    one = np.int64(1)
+    mask = (one << s) - one if s > 0 else np.int64(0)
+    half = one << (s - one) if s > 0 else np.int64(0)
+    period = one << np.int64(bits)
+    low_bits = period - one
+    sign_bit = one << np.int64(bits - 1)
+    zero = np.int64(0)
+    n_causal = 0
+    n_noncausal = 0
+    n_contrib = 0
+    events = 0
+    for o in range(n_out):
+        row = out[o]
+        for t in range(taps):
+            row[t] = acc[o, t]
+        for b in range(batch):
+            c = causal[b, o]
+            nv = noncausal[b, o] if use_nc else np.int64(0)
+            if c == 0 and nv == 0:
+                continue
+            qrow = pre[b]
+            if c != 0:
+                n_causal += n_q[b]
+                n_contrib += n_q[b]
+                if s > 0:
+                    for t in range(taps):
+                        row[t] += _round_positive_shift((c * qrow[t]) << cs, s, mode, mask, half)
+                else:
+                    for t in range(taps):
+                        row[t] += ((c * qrow[t]) << cs) << -s
+                if nv != 0:
+                    n_noncausal += n_x[b]
+                    n_contrib += n_x[b] - n_qx[b]
+                    for k in range(n_x[b]):
+                        t = active[b, k]
+                        cq = (c * qrow[t]) << cs
+                        row[t] += (_round_shift(cq + ((nv * x[b, t]) << ncs), s, mode, mask, half)
+                                   - _round_shift(cq, s, mode, mask, half))
+            else:
+                n_noncausal += n_x[b]
+                n_contrib += n_x[b]
+                spike = _round_shift(nv << ncs, s, mode, mask, half)  # x_j = 1
+                for k in range(n_x[b]):
+                    t = active[b, k]
+                    xv = x[b, t]
+                    row[t] += spike if xv == 1 else _round_shift((nv * xv) << ncs, s, mode, mask, half)
+        for t in range(taps):
+            row[t], event = _round_overflow_one(row[t], zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit,
+                                                period, signed)
+            events += event
+    return n_causal, n_noncausal, n_contrib, events
+
+
 @numba.njit(cache=True)
 def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
     """out = round((W << weight_left) - (eta * acc << update_left), weight_left) elementwise.
@@ -386,11 +487,33 @@ def grid_codes(values, scale, inv_scale, lo, hi, out):
     back to the value proves it exact. Branch-free, so it vectorizes."""
     ok = True
     for i in range(values.size):
-        v = values[i]
-        s = v * scale
-        good = (s >= lo) & (s <= hi) & (math.floor(s) == s) & (s * inv_scale == v)
+        code, good = _grid_code(values[i], scale, inv_scale, lo, hi)
         ok &= good
-        out[i] = np.int64(s) if good else np.int64(0)
+        out[i] = code
+    return ok
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_code(v, scale, inv_scale, lo, hi):
+    """(code, True) for a float64 v on the grid with its code in [lo, hi]; else (0, False)."""
+    s = v * scale
+    good = (s >= lo) & (s <= hi) & (math.floor(s) == s) & (s * inv_scale == v)
+    return (np.int64(s) if good else np.int64(0)), good
+
+
+@numba.njit(cache=True)
+def grid_codes_time_major(values, scale, inv_scale, lo, hi, out):
+    """grid_codes of values (B, T, n) (float32 or float64, each value taken exactly as a
+    float64) written time-major into out (T, B, n) int64, so that each step's block is
+    contiguous; returns False where grid_codes would (out then unusable)."""
+    batch, steps, n = values.shape
+    ok = True
+    for b in range(batch):
+        for t in range(steps):
+            for i in range(n):
+                code, good = _grid_code(np.float64(values[b, t, i]), scale, inv_scale, lo, hi)
+                ok &= good
+                out[t, b, i] = code
     return ok
 
 

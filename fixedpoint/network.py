@@ -38,7 +38,9 @@ from core.counters import OpCounter
 from core.formats import FixedFormat
 from fixedpoint.kernels import (
     accumulate_update,
+    accumulate_update_dense,
     grid_codes,
+    grid_codes_time_major,
     lif_forward,
     round_overflow,
     synaptic_current,
@@ -260,7 +262,7 @@ def _weight_columns(ctx: StepContext, lp: IntLayerParams, tensor: str, weight: n
     entry = ctx.columns.get(key)
     if entry is None or entry[0] is not weight:
         columns, bound = None, 0
-        if geometry.positions == 1 and np.array_equal(geometry.idx[:, 0], np.arange(weight.shape[1])):
+        if _identity_map(geometry) and weight.shape[1] == geometry.n_in:
             low, high = (int(weight.min()), int(weight.max())) if weight.size else (0, 0)
             bound = max(-low, high)
             dtype = next(d for d in (np.int8, np.int16, np.int32, np.int64)
@@ -268,6 +270,15 @@ def _weight_columns(ctx: StepContext, lp: IntLayerParams, tensor: str, weight: n
             columns = weight.T.astype(dtype, order="C")
         entry = ctx.columns[key] = (weight, columns, bound)
     return None if entry[1] is None else entry[1:]
+
+
+_EMPTY2 = np.zeros((0, 0), np.int64)  # an absent (B, n) operand of a kernel
+
+
+def _identity_map(geometry: Geometry) -> bool:
+    """True for a dense layer's map: one position, tap j reads input j."""
+    return (geometry.positions == 1 and geometry.taps == geometry.n_in
+            and np.array_equal(geometry.idx[:, 0], np.arange(geometry.n_in)))
 
 
 def _synaptic_current(ctx: StepContext, lp: IntLayerParams, tensor: str, x: np.ndarray, geometry: Geometry
@@ -303,17 +314,21 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
     decay_shift, value_shift, shift = (lp.shifts[key] for key in _TRACE_SHIFTS[tensor])
     name = f"{lp.name}.{tensor}"
     out = None
-    if (trace.ndim == 2 and isinstance(value, np.ndarray) and value.shape == trace.shape
-            and trace.dtype == np.int64 and value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
+    block, block_value = trace, value
+    if trace.ndim == 0 and isinstance(value, np.int64):  # the bias trace q_b: a 1 x 1 block
+        block, block_value = trace.reshape(1, 1), np.full((1, 1), value)
+    if (block.ndim == 2 and isinstance(block_value, np.ndarray) and block_value.shape == block.shape
+            and block.dtype == np.int64 and block_value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
             and -62 <= shift <= 62):
         # one numba pass (exact sum, rounding, overflow); the numpy path below reports what it raises
-        out = np.empty(trace.shape, np.int64)
-        events, ok, nonzero = trace_step(trace, decay, decay_shift, value, value_shift, shift,
+        out = np.empty(block.shape, np.int64)
+        events, ok, nonzero = trace_step(block, decay, decay_shift, block_value, value_shift, shift,
                                          mode_code(trace_fmt.rounding), trace_fmt.min_int, trace_fmt.max_int,
                                          overflow_code(trace_fmt.overflow), trace_fmt.bits, trace_fmt.signed, out)
         if ok and not (events and trace_fmt.overflow == "raise"):
             if ctx.overflow is not None:
                 ctx.overflow.record(name, trace_fmt, events=int(events), elements=int(out.size))
+            out = out.reshape(trace.shape)
         else:
             out = None
     if out is None:
@@ -590,17 +605,35 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     def correlate(geometry, pre, x, tensor, acc_name, prefix, shifts):
         """Weight-shaped sum over the batch of round(m q_j + n x_j), into acc[tensor]."""
         shape = (batch, geometry.channels, geometry.positions)
-        # the kernel adds this step's rounded contributions onto a copy of the accumulator
-        # (the same exact int64 sum as acc + (0 + contributions))
-        total = np.array(acc[tensor], dtype=np.int64, order="C", copy=True)
-        n_c, n_nc, n_contrib = accumulate_update(
-            causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
-            geometry.idx, *(lp.shifts[key] for key in shifts),
-            mode_code(fu.rounding), total)
+        shift_bits = [lp.shifts[key] for key in shifts]
+        old = acc[tensor]
+        fused = False  # overflow of the update format applied (and counted) by the kernel
+        if (_identity_map(geometry) and old.dtype == np.int64 and old.shape == (geometry.channels, geometry.n_in)
+                and pre.dtype == np.int64 and x.dtype == np.int64 and pre.shape == x.shape == (batch, geometry.n_in)):
+            # dense layer: overflow(acc + this step's rounded contributions) in one pass;
+            # under `raise` an overflow leaves the exact sums for _requant to report
+            total = np.empty(old.shape, np.int64)
+            n_c, n_nc, n_contrib, events = accumulate_update_dense(
+                causal.reshape(batch, -1), pre, noncausal.reshape(batch, -1) if noncausal.size else _EMPTY2, x,
+                *shift_bits, mode_code(fu.rounding), old, fu.min_int, fu.max_int, overflow_code(fu.overflow),
+                fu.bits, fu.signed, total)
+            fused = not (events and fu.overflow == "raise")
+        else:
+            # the kernel adds this step's rounded contributions onto a copy of the accumulator
+            # (the same exact int64 sum as acc + (0 + contributions))
+            total = np.array(old, dtype=np.int64, order="C", copy=True)
+            n_c, n_nc, n_contrib = accumulate_update(
+                causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
+                geometry.idx, *shift_bits, mode_code(fu.rounding), total)
         ctx.observe(name, f"{prefix}causal_pairs", n_c)
         ctx.observe(name, f"{prefix}noncausal_pairs", n_nc)
         ctx.observe(name, f"{prefix}contrib", n_contrib)
-        out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
+        if fused:
+            out = total
+            if ctx.overflow is not None:
+                ctx.overflow.record(f"{name}.{acc_name}", fu, events=int(events), elements=int(out.size))
+        else:
+            out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
@@ -853,12 +886,11 @@ class IntNetwork:
         """quantize_input(x) for x (B, T, n), time-major and C-contiguous (T, B, n), so each
         step's block is contiguous for the kernels; the same codes and overflow records."""
         fmt = self.params.layers[0].fmts.input
-        if fmt.rounding != "stochastic":
-            values = np.ascontiguousarray(np.swapaxes(x, 0, 1), dtype=np.float64)
-            codes = np.empty(values.shape, np.int64)
-            if grid_codes(values.reshape(-1), math.ldexp(1.0, fmt.frac), math.ldexp(1.0, -fmt.frac), fmt.min_int,
-                          fmt.max_int, codes.reshape(-1)):
-                self.overflow.record("input", fmt, events=0, elements=int(values.size))
+        if fmt.rounding != "stochastic" and x.dtype in (np.float32, np.float64):
+            codes = np.empty((x.shape[1], x.shape[0], x.shape[2]), np.int64)
+            if grid_codes_time_major(x, math.ldexp(1.0, fmt.frac), math.ldexp(1.0, -fmt.frac), fmt.min_int,
+                                     fmt.max_int, codes):
+                self.overflow.record("input", fmt, events=0, elements=int(x.size))
                 return codes
         return np.ascontiguousarray(np.swapaxes(self.quantize_input(x), 0, 1))
 
