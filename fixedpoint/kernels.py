@@ -105,22 +105,28 @@ def _synaptic_current_dense(weight, x, idx, out):
 
 @numba.njit(cache=True)
 def synaptic_current_dense(columns, weight_bound, x, out):
-    """out[b, o] += sum_j W[o, j] * x[b, j] over the non-zero x[b, j] (a dense layer).
+    """out[b, o] = sum_j W[o, j] * x[b, j] over the non-zero x[b, j] (a dense layer).
 
     columns (n_in, n_out): W transposed, C-contiguous, in any integer dtype that holds
     every weight code (column j of W is the contiguous row ``columns[j]``); weight_bound
-    = max |W| (an int); x (B, n_in) int64; out (B, n_out) int64. A sample whose bound
-    ``weight_bound * sum_j |x[b, j]|`` stays below 2**31 sums in int32 (no partial sum
-    can leave int32, so the sum is exact), any other in int64. Returns the input events
-    (non-zero x[b, j]), as :func:`synaptic_current` counts them.
+    = max |W| (an int); x (B, n_in) int64; out (B, n_out) int64, overwritten. Each sample
+    sums in the narrowest of int16, int32 and int64 whose range holds its bound
+    ``weight_bound * sum_j |x[b, j]|`` (then no partial sum can leave it: the sum is
+    exact). Returns the input events (non-zero x[b, j]), as :func:`synaptic_current`
+    counts them.
     """
     batch, n_in = x.shape
     n_out = columns.shape[1]
     active = np.empty(n_in, np.int64)
+    acc16 = np.empty(n_out, np.int16)
     acc32 = np.empty(n_out, np.int32)
-    limit = np.int64(1) << np.int64(31)
-    # the largest sum_j |x[b, j]| whose int32 sum is exact (weight_bound * size < 2**31)
-    max_size = limit if weight_bound == 0 else (limit - np.int64(1)) // np.int64(weight_bound)
+    acc64 = np.empty(n_out, np.int64)
+    one = np.int64(1)
+    limit = one << np.int64(31)
+    bound = max(np.int64(weight_bound), one)
+    # the largest sum_j |x[b, j]| whose sum is exact in int16 / int32
+    max16 = ((one << np.int64(15)) - one) // bound
+    max32 = (limit - one) // bound
     events = 0
     for b in range(batch):
         k = 0
@@ -132,30 +138,36 @@ def synaptic_current_dense(columns, weight_bound, x, out):
                 k += 1
                 size = min(size + abs(xv), limit)
         events += k
-        if k == 0:
-            continue
-        if size <= max_size:
-            acc32[:] = 0
-            for i in range(k):
-                j = active[i]
-                col = columns[j]
-                xv = np.int32(x[b, j])
-                if xv == 1:
-                    for o in range(n_out):
-                        acc32[o] += col[o]
-                else:
-                    for o in range(n_out):
-                        acc32[o] += col[o] * xv
+        if size <= max16:
+            _sum_columns(columns, x, b, active, k, acc16)
             for o in range(n_out):
-                out[b, o] += acc32[o]
+                out[b, o] = acc16[o]
+        elif size <= max32:
+            _sum_columns(columns, x, b, active, k, acc32)
+            for o in range(n_out):
+                out[b, o] = acc32[o]
         else:
-            for i in range(k):
-                j = active[i]
-                col = columns[j]
-                xv = x[b, j]
-                for o in range(n_out):
-                    out[b, o] += np.int64(col[o]) * xv
+            _sum_columns(columns, x, b, active, k, acc64)
+            for o in range(n_out):
+                out[b, o] = acc64[o]
     return events
+
+
+@numba.njit(cache=True, inline="always")
+def _sum_columns(columns, x, b, active, k, acc):
+    """acc = sum over the k inputs j = active[:k] of columns[j] * x[b, j], in acc's dtype."""
+    acc[:] = 0
+    n_out = acc.size
+    for i in range(k):
+        j = active[i]
+        col = columns[j]
+        xv = x[b, j]
+        if xv == 1:
+            for o in range(n_out):
+                acc[o] += col[o]
+        else:
+            for o in range(n_out):
+                acc[o] += col[o] * xv
 
 
 @numba.njit(cache=True)
@@ -559,6 +571,14 @@ def round_overflow(values, shift, mode, lo, hi, policy, bits, signed, out):
     unusable and the caller runs the numpy path, which raises. values and out may be
     the same array.
     """
+    if mode == 1 and policy == 0:  # the usual formats: one loop without the other modes
+        return _round_overflow_loop(values, shift, 1, lo, hi, 0, bits, signed, out)
+    return _round_overflow_loop(values, shift, mode, lo, hi, policy, bits, signed, out)
+
+
+@numba.njit(cache=True, inline="always")
+def _round_overflow_loop(values, shift, mode, lo, hi, policy, bits, signed, out):
+    """round_overflow's loop; inlined with constant mode and policy, it compiles to their case only."""
     s = np.int64(shift)
     one = np.int64(1)
     limit = one << np.int64(62)
@@ -587,6 +607,14 @@ def trace_step(trace, decay, trace_left, value, value_left, shift, mode, lo, hi,
     """out = round_overflow((decay * trace << trace_left) + (value << value_left), ...)
     for 2-d trace and value of one shape (out: same shape); returns (events, ok,
     non-zero values), events and ok as in round_overflow."""
+    if shift > 0 and mode == 1 and policy == 0:  # the usual formats: one loop without the other modes
+        return _trace_loop(trace, decay, trace_left, value, value_left, shift, 1, lo, hi, 0, bits, signed, out)
+    return _trace_loop(trace, decay, trace_left, value, value_left, shift, mode, lo, hi, policy, bits, signed, out)
+
+
+@numba.njit(cache=True, inline="always")
+def _trace_loop(trace, decay, trace_left, value, value_left, shift, mode, lo, hi, policy, bits, signed, out):
+    """trace_step's loop; inlined with constant mode and policy, it compiles to their case only."""
     rows, cols = trace.shape
     s = np.int64(shift)
     one = np.int64(1)

@@ -289,7 +289,7 @@ def _synaptic_current(ctx: StepContext, lp: IntLayerParams, tensor: str, x: np.n
     batch = x.shape[0]
     dense = _weight_columns(ctx, lp, tensor, weight, geometry)
     if dense is not None and x.dtype == np.int64 and x.ndim == 2 and x.shape[1] == dense[0].shape[0]:
-        out = np.zeros((batch, geometry.channels), np.int64)
+        out = np.empty((batch, geometry.channels), np.int64)
         return synaptic_current_dense(dense[0], dense[1], x, out), out
     out = np.zeros((batch, geometry.channels, geometry.positions), np.int64)
     events = synaptic_current(weight, x, geometry.idx, out)
