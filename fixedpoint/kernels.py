@@ -12,12 +12,16 @@ rounding uses :func:`core.rounding.shift_right_round_int` and random bits come f
 :func:`core.rng.random_bits_int`. Kernels skip zero operands (event-driven) and
 return how many operations they executed, so counting costs nothing per synapse.
 
-Speed (docs/bench_int_speed.md): dense layers (``P = 1``) take dedicated paths in
-:func:`synaptic_current` (batch > 1) and :func:`accumulate_update`; the fused passes
-(:func:`round_overflow`, :func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`)
-give the bits of the numpy path in ``fixedpoint.network`` and report when that path must
-run instead (an overflow under ``raise``, a value outside the rounding contract, a value
-off the input grid), so errors and their messages come from one place.
+Speed (docs/bench_int_speed.md): dense layers (input j is tap j) take
+:func:`synaptic_current_dense` (W^T in a narrow dtype, built once per run by the
+network) and :func:`accumulate_update_dense` (accumulator, contributions and overflow in
+one pass); other ``P = 1`` maps take dedicated paths in :func:`synaptic_current` (batch
+> 1) and :func:`accumulate_update`. The fused passes (:func:`round_overflow`,
+:func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`,
+:func:`grid_codes_time_major`) give the bits of the numpy path in
+``fixedpoint.network`` and report when that path must run instead (an overflow under
+``raise``, a value outside the rounding contract, a value off the input grid), so errors
+and their messages come from one place.
 """
 
 from __future__ import annotations
