@@ -12,12 +12,16 @@ rounding uses :func:`core.rounding.shift_right_round_int` and random bits come f
 :func:`core.rng.random_bits_int`. Kernels skip zero operands (event-driven) and
 return how many operations they executed, so counting costs nothing per synapse.
 
-Speed (docs/bench_int_speed.md): dense layers (``P = 1``) take dedicated paths in
-:func:`synaptic_current` (batch > 1) and :func:`accumulate_update`; the fused passes
-(:func:`round_overflow`, :func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`)
-give the bits of the numpy path in ``fixedpoint.network`` and report when that path must
-run instead (an overflow under ``raise``, a value outside the rounding contract, a value
-off the input grid), so errors and their messages come from one place.
+Speed (docs/bench_int_speed.md): dense layers (input j is tap j) take
+:func:`synaptic_current_dense` (W^T in a narrow dtype, built once per run by the
+network) and :func:`accumulate_update_dense` (accumulator, contributions and overflow in
+one pass); other ``P = 1`` maps take dedicated paths in :func:`synaptic_current` (batch
+> 1) and :func:`accumulate_update`. The fused passes (:func:`round_overflow`,
+:func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`,
+:func:`grid_codes_time_major`) give the bits of the numpy path in
+``fixedpoint.network`` and report when that path must run instead (an overflow under
+``raise``, a value outside the rounding contract, a value off the input grid), so errors
+and their messages come from one place.
 """
 
 from __future__ import annotations
@@ -101,6 +105,73 @@ def _synaptic_current_dense(weight, x, idx, out):
         for o in range(n_out):
             out[b, o, 0] += acc[b, o]
     return events
+
+
+@numba.njit(cache=True)
+def synaptic_current_dense(columns, weight_bound, x, out):
+    """out[b, o] = sum_j W[o, j] * x[b, j] over the non-zero x[b, j] (a dense layer).
+
+    columns (n_in, n_out): W transposed, C-contiguous, in any integer dtype that holds
+    every weight code (column j of W is the contiguous row ``columns[j]``); weight_bound
+    = max |W| (an int); x (B, n_in) int64; out (B, n_out) int64, overwritten. Each sample
+    sums in the narrowest of int16, int32 and int64 whose range holds its bound
+    ``weight_bound * sum_j |x[b, j]|`` (then no partial sum can leave it: the sum is
+    exact). Returns the input events (non-zero x[b, j]), as :func:`synaptic_current`
+    counts them.
+    """
+    batch, n_in = x.shape
+    n_out = columns.shape[1]
+    active = np.empty(n_in, np.int64)
+    acc16 = np.empty(n_out, np.int16)
+    acc32 = np.empty(n_out, np.int32)
+    acc64 = np.empty(n_out, np.int64)
+    one = np.int64(1)
+    limit = one << np.int64(31)
+    bound = max(np.int64(weight_bound), one)
+    # the largest sum_j |x[b, j]| whose sum is exact in int16 / int32
+    max16 = ((one << np.int64(15)) - one) // bound
+    max32 = (limit - one) // bound
+    events = 0
+    for b in range(batch):
+        k = 0
+        size = np.int64(0)  # sum_j |x[b, j]|, saturating at 2**31
+        for j in range(n_in):
+            xv = x[b, j]
+            if xv != 0:
+                active[k] = j
+                k += 1
+                size = min(size + abs(xv), limit)
+        events += k
+        if size <= max16:
+            _sum_columns(columns, x, b, active, k, acc16)
+            for o in range(n_out):
+                out[b, o] = acc16[o]
+        elif size <= max32:
+            _sum_columns(columns, x, b, active, k, acc32)
+            for o in range(n_out):
+                out[b, o] = acc32[o]
+        else:
+            _sum_columns(columns, x, b, active, k, acc64)
+            for o in range(n_out):
+                out[b, o] = acc64[o]
+    return events
+
+
+@numba.njit(cache=True, inline="always")
+def _sum_columns(columns, x, b, active, k, acc):
+    """acc = sum over the k inputs j = active[:k] of columns[j] * x[b, j], in acc's dtype."""
+    acc[:] = 0
+    n_out = acc.size
+    for i in range(k):
+        j = active[i]
+        col = columns[j]
+        xv = x[b, j]
+        if xv == 1:
+            for o in range(n_out):
+                acc[o] += col[o]
+        else:
+            for o in range(n_out):
+                acc[o] += col[o] * xv
 
 
 @numba.njit(cache=True)
@@ -295,6 +366,107 @@ def _accumulate_update_dense(causal, pre, noncausal, x, idx, causal_shift, nonca
     return n_causal, n_noncausal, n_contrib
 
 
+@numba.njit(cache=True, inline="always")
+def _round_shift(v, s, mode, mask, half):
+    """shift_right_round_int(v, s, mode, 0) for any s (s <= 0: the exact left shift)."""
+    if s > 0:
+        return _round_positive_shift(v, s, mode, mask, half)
+    return v << -s
+
+
+@numba.njit(cache=True)
+def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_shift, shift, mode, acc, lo, hi,
+                            policy, bits, signed, out):
+    """out = overflow(acc + accumulate_update's sum) for a dense layer (input j is tap j),
+    in one pass over the accumulator.
+
+    causal, noncausal (B, n_out) int64 (noncausal may have size 0: alpha_post = 0); pre,
+    x (B, n_in) int64; acc, out (n_out, n_in) int64 (out is written, acc only read).
+    The overflow is the accumulator format's (lo, hi, policy 0 saturate / 1 wrap / 2
+    raise: counted only, out then holds the exact sums, bits, signed), as round_overflow
+    with shift 0 applies it.
+    Per sample b and synapse (o, j): c = (m q_j << causal_shift) + (n x_j << noncausal_shift),
+    rounded by ``shift`` (mode 0..3; 3, stochastic, rounds with zero random bits, i.e.
+    floor, as accumulate_update) and added exactly. A row with m != 0 runs over all
+    inputs (vectorized) and corrects the inputs with x_j != 0 by round(c) - round(m q_j
+    << causal_shift); a row with only n != 0 runs over the inputs with x_j != 0 (a spike
+    adds the one value round(n << noncausal_shift)). A zero term adds round(0) = 0 in
+    every mode. Returns accumulate_update's counts (causal products, non-causal adds,
+    rounded contributions) and the overflow events."""
+    batch, n_out = causal.shape
+    taps = pre.shape[1]
+    use_nc = noncausal.size > 0
+    active = np.empty((batch, taps), np.int64)  # inputs with x != 0, per sample
+    n_q = np.zeros(batch, np.int64)  # non-zero pre-traces
+    n_x = np.zeros(batch, np.int64)  # non-zero inputs
+    n_qx = np.zeros(batch, np.int64)  # both
+    for b in range(batch):
+        for t in range(taps):
+            n_q[b] += pre[b, t] != 0
+        if use_nc:
+            k = 0
+            for t in range(taps):
+                if x[b, t] != 0:
+                    active[b, k] = t
+                    k += 1
+                    n_qx[b] += pre[b, t] != 0
+            n_x[b] = k
+    s = np.int64(shift)
+    cs = np.int64(causal_shift)
+    ncs = np.int64(noncausal_shift)
+    one = np.int64(1)
+    mask = (one << s) - one if s > 0 else np.int64(0)
+    half = one << (s - one) if s > 0 else np.int64(0)
+    period = one << np.int64(bits)
+    low_bits = period - one
+    sign_bit = one << np.int64(bits - 1)
+    zero = np.int64(0)
+    n_causal = 0
+    n_noncausal = 0
+    n_contrib = 0
+    events = 0
+    for o in range(n_out):
+        row = out[o]
+        for t in range(taps):
+            row[t] = acc[o, t]
+        for b in range(batch):
+            c = causal[b, o]
+            nv = noncausal[b, o] if use_nc else np.int64(0)
+            if c == 0 and nv == 0:
+                continue
+            qrow = pre[b]
+            if c != 0:
+                n_causal += n_q[b]
+                n_contrib += n_q[b]
+                if s > 0:
+                    for t in range(taps):
+                        row[t] += _round_positive_shift((c * qrow[t]) << cs, s, mode, mask, half)
+                else:
+                    for t in range(taps):
+                        row[t] += ((c * qrow[t]) << cs) << -s
+                if nv != 0:
+                    n_noncausal += n_x[b]
+                    n_contrib += n_x[b] - n_qx[b]
+                    for k in range(n_x[b]):
+                        t = active[b, k]
+                        cq = (c * qrow[t]) << cs
+                        row[t] += (_round_shift(cq + ((nv * x[b, t]) << ncs), s, mode, mask, half)
+                                   - _round_shift(cq, s, mode, mask, half))
+            else:
+                n_noncausal += n_x[b]
+                n_contrib += n_x[b]
+                spike = _round_shift(nv << ncs, s, mode, mask, half)  # x_j = 1
+                for k in range(n_x[b]):
+                    t = active[b, k]
+                    xv = x[b, t]
+                    row[t] += spike if xv == 1 else _round_shift((nv * xv) << ncs, s, mode, mask, half)
+        for t in range(taps):
+            row[t], event = _round_overflow_one(row[t], zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit,
+                                                period, signed)
+            events += event
+    return n_causal, n_noncausal, n_contrib, events
+
+
 @numba.njit(cache=True)
 def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
     """out = round((W << weight_left) - (eta * acc << update_left), weight_left) elementwise.
@@ -331,11 +503,33 @@ def grid_codes(values, scale, inv_scale, lo, hi, out):
     back to the value proves it exact. Branch-free, so it vectorizes."""
     ok = True
     for i in range(values.size):
-        v = values[i]
-        s = v * scale
-        good = (s >= lo) & (s <= hi) & (math.floor(s) == s) & (s * inv_scale == v)
+        code, good = _grid_code(values[i], scale, inv_scale, lo, hi)
         ok &= good
-        out[i] = np.int64(s) if good else np.int64(0)
+        out[i] = code
+    return ok
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_code(v, scale, inv_scale, lo, hi):
+    """(code, True) for a float64 v on the grid with its code in [lo, hi]; else (0, False)."""
+    s = v * scale
+    good = (s >= lo) & (s <= hi) & (math.floor(s) == s) & (s * inv_scale == v)
+    return (np.int64(s) if good else np.int64(0)), good
+
+
+@numba.njit(cache=True)
+def grid_codes_time_major(values, scale, inv_scale, lo, hi, out):
+    """grid_codes of values (B, T, n) (float32 or float64, each value taken exactly as a
+    float64) written time-major into out (T, B, n) int64, so that each step's block is
+    contiguous; returns False where grid_codes would (out then unusable)."""
+    batch, steps, n = values.shape
+    ok = True
+    for b in range(batch):
+        for t in range(steps):
+            for i in range(n):
+                code, good = _grid_code(np.float64(values[b, t, i]), scale, inv_scale, lo, hi)
+                ok &= good
+                out[t, b, i] = code
     return ok
 
 
@@ -381,6 +575,14 @@ def round_overflow(values, shift, mode, lo, hi, policy, bits, signed, out):
     unusable and the caller runs the numpy path, which raises. values and out may be
     the same array.
     """
+    if mode == 1 and policy == 0:  # the usual formats: one loop without the other modes
+        return _round_overflow_loop(values, shift, 1, lo, hi, 0, bits, signed, out)
+    return _round_overflow_loop(values, shift, mode, lo, hi, policy, bits, signed, out)
+
+
+@numba.njit(cache=True, inline="always")
+def _round_overflow_loop(values, shift, mode, lo, hi, policy, bits, signed, out):
+    """round_overflow's loop; inlined with constant mode and policy, it compiles to their case only."""
     s = np.int64(shift)
     one = np.int64(1)
     limit = one << np.int64(62)
@@ -409,6 +611,14 @@ def trace_step(trace, decay, trace_left, value, value_left, shift, mode, lo, hi,
     """out = round_overflow((decay * trace << trace_left) + (value << value_left), ...)
     for 2-d trace and value of one shape (out: same shape); returns (events, ok,
     non-zero values), events and ok as in round_overflow."""
+    if shift > 0 and mode == 1 and policy == 0:  # the usual formats: one loop without the other modes
+        return _trace_loop(trace, decay, trace_left, value, value_left, shift, 1, lo, hi, 0, bits, signed, out)
+    return _trace_loop(trace, decay, trace_left, value, value_left, shift, mode, lo, hi, policy, bits, signed, out)
+
+
+@numba.njit(cache=True, inline="always")
+def _trace_loop(trace, decay, trace_left, value, value_left, shift, mode, lo, hi, policy, bits, signed, out):
+    """trace_step's loop; inlined with constant mode and policy, it compiles to their case only."""
     rows, cols = trace.shape
     s = np.int64(shift)
     one = np.int64(1)

@@ -38,10 +38,13 @@ from core.counters import OpCounter
 from core.formats import FixedFormat
 from fixedpoint.kernels import (
     accumulate_update,
+    accumulate_update_dense,
     grid_codes,
+    grid_codes_time_major,
     lif_forward,
     round_overflow,
     synaptic_current,
+    synaptic_current_dense,
     trace_step,
     transpose_mac,
     weight_write,
@@ -79,16 +82,16 @@ def dense_geometry(n_in: int, n_out: int) -> Geometry:
     return Geometry(n_in, n_out, 1, np.arange(n_in, dtype=np.int64).reshape(n_in, 1))
 
 
-_DENSE_IDX: dict[int, np.ndarray] = {}
+_DENSE: dict[int, Geometry] = {}
 
 
-def _dense_idx(n: int) -> np.ndarray:
-    """dense_geometry(n, n).idx, built once per size (the recurrent synapses); private: only
+def _dense_geometry(n: int) -> Geometry:
+    """dense_geometry(n, n), built once per size (the recurrent synapses); private: only
     the kernels read it, nothing writes it."""
-    idx = _DENSE_IDX.get(n)
-    if idx is None:
-        idx = _DENSE_IDX[n] = dense_geometry(n, n).idx
-    return idx
+    geometry = _DENSE.get(n)
+    if geometry is None:
+        geometry = _DENSE[n] = dense_geometry(n, n)
+    return geometry
 
 
 def conv_geometry(in_shape, out_shape, kernel: int, stride: int, padding: int) -> Geometry:
@@ -199,6 +202,10 @@ class StepContext:
     log: dict | None = None  # (t, layer, tensor) -> int64 array, when recording
     spec: dict | None = field(default=None, repr=False, compare=False)
     observed: dict = field(default_factory=dict, repr=False, compare=False)  # (layer, quantity) -> n
+    #: (layer, tensor) -> (weight, W^T narrow, max |W|) of dense layers, for the synaptic
+    #: kernel; None: not cached. Only a context whose weights nobody edits in place while it
+    #: lives may hold one (IntNetwork.run builds one per run; a weight write makes new arrays).
+    columns: dict | None = field(default=None, repr=False, compare=False)
 
     def observe(self, layer: str, quantity: str, n) -> None:
         if self.ops is not None:
@@ -251,6 +258,51 @@ def _requant(values: np.ndarray, shift: int, fmt: FixedFormat, tensor: str, ctx:
     return out
 
 
+def _weight_columns(ctx: StepContext, lp: IntLayerParams, tensor: str, weight: np.ndarray, geometry: Geometry):
+    """(W^T, max |W|) for :func:`synaptic_current_dense`: W^T C-contiguous in the narrowest
+    integer dtype that holds every code (the same integers), built once per weight array
+    and run. None where it does not apply: no cache in ctx, or not a dense map (P > 1, or
+    an input index map other than the identity)."""
+    if ctx.columns is None or weight.dtype != np.int64 or weight.ndim != 2:
+        return None
+    key = (lp.name, tensor)
+    entry = ctx.columns.get(key)
+    if entry is None or entry[0] is not weight:
+        columns, bound = None, 0
+        if _identity_map(geometry) and weight.shape[1] == geometry.n_in:
+            low, high = (int(weight.min()), int(weight.max())) if weight.size else (0, 0)
+            bound = max(-low, high)
+            dtype = next(d for d in (np.int8, np.int16, np.int32, np.int64)
+                         if np.iinfo(d).min <= low and high <= np.iinfo(d).max)
+            columns = weight.T.astype(dtype, order="C")
+        entry = ctx.columns[key] = (weight, columns, bound)
+    return None if entry[1] is None else entry[1:]
+
+
+_EMPTY2 = np.zeros((0, 0), np.int64)  # an absent (B, n) operand of a kernel
+
+
+def _identity_map(geometry: Geometry) -> bool:
+    """True for a dense layer's map: one position, tap j reads input j."""
+    return (geometry.positions == 1 and geometry.taps == geometry.n_in
+            and np.array_equal(geometry.idx[:, 0], np.arange(geometry.n_in)))
+
+
+def _synaptic_current(ctx: StepContext, lp: IntLayerParams, tensor: str, x: np.ndarray, geometry: Geometry
+                      ) -> tuple[int, np.ndarray]:
+    """(input events, exact int64 sum W x (B, C_out * P)) of lp.<tensor> (weight or
+    rec_weight) over the inputs x (B, n_in) int64."""
+    weight = getattr(lp, tensor)
+    batch = x.shape[0]
+    dense = _weight_columns(ctx, lp, tensor, weight, geometry)
+    if dense is not None and x.dtype == np.int64 and x.ndim == 2 and x.shape[1] == dense[0].shape[0]:
+        out = np.empty((batch, geometry.channels), np.int64)
+        return synaptic_current_dense(dense[0], dense[1], x, out), out
+    out = np.zeros((batch, geometry.channels, geometry.positions), np.int64)
+    events = synaptic_current(weight, x, geometry.idx, out)
+    return events, out.reshape(batch, geometry.n_out)
+
+
 def _shl(values, shift: int) -> np.ndarray:
     """Exact left shift by ``shift`` >= 0 bits (aligning a term of an exact sum)."""
     return np.asarray(values, np.int64) << np.int64(shift)
@@ -269,17 +321,21 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
     decay_shift, value_shift, shift = (lp.shifts[key] for key in _TRACE_SHIFTS[tensor])
     name = f"{lp.name}.{tensor}"
     out = None
-    if (trace.ndim == 2 and isinstance(value, np.ndarray) and value.shape == trace.shape
-            and trace.dtype == np.int64 and value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
+    block, block_value = trace, value
+    if trace.ndim == 0 and isinstance(value, np.int64):  # the bias trace q_b: a 1 x 1 block
+        block, block_value = trace.reshape(1, 1), np.full((1, 1), value)
+    if (block.ndim == 2 and isinstance(block_value, np.ndarray) and block_value.shape == block.shape
+            and block.dtype == np.int64 and block_value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
             and -62 <= shift <= 62):
         # one numba pass (exact sum, rounding, overflow); the numpy path below reports what it raises
-        out = np.empty(trace.shape, np.int64)
-        events, ok, nonzero = trace_step(trace, decay, decay_shift, value, value_shift, shift,
+        out = np.empty(block.shape, np.int64)
+        events, ok, nonzero = trace_step(block, decay, decay_shift, block_value, value_shift, shift,
                                          mode_code(trace_fmt.rounding), trace_fmt.min_int, trace_fmt.max_int,
                                          overflow_code(trace_fmt.overflow), trace_fmt.bits, trace_fmt.signed, out)
         if ok and not (events and trace_fmt.overflow == "raise"):
             if ctx.overflow is not None:
                 ctx.overflow.record(name, trace_fmt, events=int(events), elements=int(out.size))
+            out = out.reshape(trace.shape)
         else:
             out = None
     if out is None:
@@ -350,17 +406,13 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     n_out = g.n_out
     # -- synaptic current: exact sum of W x (+ W_rec o[t-1]) (+ b), one requantization
     sh = lp.shifts
-    acc = np.zeros((batch, g.channels, g.positions), np.int64)
-    events = synaptic_current(lp.weight, x, g.idx, acc)
+    events, syn = _synaptic_current(ctx, lp, "weight", x, g)
     ctx.observe(name, "events", events)
     ctx.observe(name, "neurons", batch * n_out)
-    syn = acc.reshape(batch, n_out)
     rec = bias = None
     if lp.kind == "recurrent":
-        rec = np.zeros((batch, n_out, 1), np.int64)
-        rec_events = synaptic_current(lp.rec_weight, state.prev_spikes, _dense_idx(n_out), rec)
+        rec_events, rec = _synaptic_current(ctx, lp, "rec_weight", state.prev_spikes, _dense_geometry(n_out))
         ctx.observe(name, "rec_events", rec_events)
-        rec = rec.reshape(batch, n_out)
     if lp.bias is not None:
         bias = lp.bias if g.positions == 1 else np.repeat(lp.bias, g.positions)
     fused = _lif_fused(lp, state, syn, rec, bias, ctx)
@@ -569,23 +621,41 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     def correlate(geometry, pre, x, tensor, acc_name, prefix, shifts):
         """Weight-shaped sum over the batch of round(m q_j + n x_j), into acc[tensor]."""
         shape = (batch, geometry.channels, geometry.positions)
-        # the kernel adds this step's rounded contributions onto a copy of the accumulator
-        # (the same exact int64 sum as acc + (0 + contributions))
-        total = np.array(acc[tensor], dtype=np.int64, order="C", copy=True)
-        n_c, n_nc, n_contrib = accumulate_update(
-            causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
-            geometry.idx, *(lp.shifts[key] for key in shifts),
-            mode_code(fu.rounding), total)
+        shift_bits = [lp.shifts[key] for key in shifts]
+        old = acc[tensor]
+        fused = False  # overflow of the update format applied (and counted) by the kernel
+        if (_identity_map(geometry) and old.dtype == np.int64 and old.shape == (geometry.channels, geometry.n_in)
+                and pre.dtype == np.int64 and x.dtype == np.int64 and pre.shape == x.shape == (batch, geometry.n_in)):
+            # dense layer: overflow(acc + this step's rounded contributions) in one pass;
+            # under `raise` an overflow leaves the exact sums for _requant to report
+            total = np.empty(old.shape, np.int64)
+            n_c, n_nc, n_contrib, events = accumulate_update_dense(
+                causal.reshape(batch, -1), pre, noncausal.reshape(batch, -1) if noncausal.size else _EMPTY2, x,
+                *shift_bits, mode_code(fu.rounding), old, fu.min_int, fu.max_int, overflow_code(fu.overflow),
+                fu.bits, fu.signed, total)
+            fused = not (events and fu.overflow == "raise")
+        else:
+            # the kernel adds this step's rounded contributions onto a copy of the accumulator
+            # (the same exact int64 sum as acc + (0 + contributions))
+            total = np.array(old, dtype=np.int64, order="C", copy=True)
+            n_c, n_nc, n_contrib = accumulate_update(
+                causal.reshape(shape), pre, noncausal.reshape(shape) if noncausal.size else noncausal, x,
+                geometry.idx, *shift_bits, mode_code(fu.rounding), total)
         ctx.observe(name, f"{prefix}causal_pairs", n_c)
         ctx.observe(name, f"{prefix}noncausal_pairs", n_nc)
         ctx.observe(name, f"{prefix}contrib", n_contrib)
-        out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
+        if fused:
+            out = total
+            if ctx.overflow is not None:
+                ctx.overflow.record(f"{name}.{acc_name}", fu, events=int(events), elements=int(out.size))
+        else:
+            out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
     new["weight"] = correlate(g, record.pre_trace, record.input, "weight", "update", "", ("SH_EC", "SH_EN", "SH_U"))
     if lp.kind == "recurrent":  # recurrent synapses: pre-synaptic spikes o[t-1] and q_rec
-        new["rec_weight"] = correlate(dense_geometry(g.n_out, g.n_out), record.rec_pre_trace, record.rec_input,
+        new["rec_weight"] = correlate(_dense_geometry(g.n_out), record.rec_pre_trace, record.rec_input,
                                       "rec_weight", "rec_update", "rec_", ("SH_EC_REC", "SH_EN_REC", "SH_U_REC"))
     if lp.bias is not None:
         if bias_mode == "reference":
@@ -897,12 +967,11 @@ class IntNetwork:
         """quantize_input(x) for x (B, T, n), time-major and C-contiguous (T, B, n), so each
         step's block is contiguous for the kernels; the same codes and overflow records."""
         fmt = self.params.layers[0].fmts.input
-        if fmt.rounding != "stochastic":
-            values = np.ascontiguousarray(np.swapaxes(x, 0, 1), dtype=np.float64)
-            codes = np.empty(values.shape, np.int64)
-            if grid_codes(values.reshape(-1), math.ldexp(1.0, fmt.frac), math.ldexp(1.0, -fmt.frac), fmt.min_int,
-                          fmt.max_int, codes.reshape(-1)):
-                self.overflow.record("input", fmt, events=0, elements=int(values.size))
+        if fmt.rounding != "stochastic" and x.dtype in (np.float32, np.float64):
+            codes = np.empty((x.shape[1], x.shape[0], x.shape[2]), np.int64)
+            if grid_codes_time_major(x, math.ldexp(1.0, fmt.frac), math.ldexp(1.0, -fmt.frac), fmt.min_int,
+                                     fmt.max_int, codes):
+                self.overflow.record("input", fmt, events=0, elements=int(x.size))
                 return codes
         return np.ascontiguousarray(np.swapaxes(self.quantize_input(x), 0, 1))
 
@@ -937,7 +1006,7 @@ class IntNetwork:
         start = steps - k if train else steps
         etas = self.etas(batch, k) if train else {}
         ctx = StepContext(overflow=self.overflow, ops=self.ops, traces=train, log={} if log else None,
-                          spec=params_spec(params, train))
+                          spec=params_spec(params, train), columns={})
         state = initial_state(params, batch, self.lanes, traces=train, momentum=self.momentum)
         target = None if target is None else np.asarray(target, np.int64)
         ys, spikes = [], [[] for _ in params.layers[:-1]]
