@@ -28,7 +28,8 @@ YAML (all keys optional; the values shown are the defaults)::
       learning_rate:   u16.24    # eta / (batch * window); power of two -> a pure shift
       softmax:         u16.15    # cross-entropy: exponentials, 1/sum, probabilities, log2(e)
       momentum:        s32.16    # lion: one momentum word per weight, at the accumulator's scale
-      psi_lut: {entries: 64, index_shift: 3}
+      psi_lut: {kind: segmented, entries: 48, mantissa_bits: 3, index_shift: 0}
+                                 # or {kind: uniform, entries: 64, index_shift: 3}
       softmax_lut: {entries: 64}  # 2^-r, r in [0, 1), at bin centres (fixedpoint/softmax.py)
       leak_mode: multiply        # or shift: beta = 1 - 2**-n as v - v >> n (same bits)
       seed: 0                    # xorshift32 lane seed (stochastic weight write)
@@ -45,7 +46,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from core.formats import FixedFormat
 from core.schema import StrictModel
@@ -85,15 +86,48 @@ _Strict = StrictModel  # strict types, finite floats, no unknown keys (core/sche
 
 
 class PsiLutConfig(_Strict):
-    """Rational Psi as a table: ``index = min(|z| >> index_shift, entries - 1)``.
+    """Rational Psi as a table read at ``index(|z|)``, ``z = u - theta`` in membrane codes.
 
-    ``z = u - theta`` in the membrane format; entry ``i`` is the float Psi at the centre
-    of its bin, ``|z| = (i + 0.5) * 2**index_shift`` membrane lsb, rounded into ``psi``
-    (nearest_even, saturate). The last entry also serves every ``|z|`` beyond the table.
+    ``a = |z| >> index_shift``, then (``kind``):
+
+    * ``uniform`` (the meaning of a ``psi_lut`` mapping without ``kind``):
+      ``index = min(a, entries - 1)``; entry ``i`` is the float Psi at the centre of its
+      bin, ``|z| = (i + 0.5) * 2**index_shift`` membrane lsb;
+    * ``segmented`` (the default table): a float-like index, exact near 0 and log-spaced
+      beyond. ``k = max(0, msb(a) - mantissa_bits)`` (``msb`` = leading-one position: a
+      priority encoder), ``index = min((k << mantissa_bits) + (a >> k), entries - 1)``:
+      ``a < 2**(mantissa_bits + 1)`` indexes directly, every octave above gets
+      ``2**mantissa_bits`` entries. Entry ``i`` is the mean of the float Psi at the first
+      and the last ``|z|`` code of its bin (exact where a bin holds one code, so
+      ``Psi(0) = 1`` with ``index_shift: 0``).
+
+    Entries are rounded into ``psi`` (nearest_even, saturate); the last entry also serves
+    every ``|z|`` beyond the table. Default ``{kind: segmented, entries: 48,
+    mantissa_bits: 3, index_shift: 0}``: on s16.10 membranes exact for ``|z| < 16`` lsb,
+    covers ``|z| < 256`` lsb (Psi(0.25) = 1.5e-3, under half a ``u8.7`` lsb).
     """
 
+    kind: Literal["uniform", "segmented"] = "uniform"
     entries: Annotated[int, Field(ge=2, le=1 << 20)] = 64
     index_shift: Annotated[int, Field(ge=0, le=62)] = 3
+    mantissa_bits: Annotated[int, Field(ge=0, le=20)] | None = None  # segmented only
+
+    @model_validator(mode="after")
+    def _check_kind(self):
+        if self.kind == "segmented" and self.mantissa_bits is None:
+            raise ValueError("mantissa_bits is required with kind: segmented")
+        if self.kind == "uniform" and self.mantissa_bits is not None:
+            raise ValueError("mantissa_bits applies to kind: segmented only")
+        if self.kind == "segmented":  # the last bin starts at 2**(mantissa_bits + k) << index_shift
+            top = self.mantissa_bits + max(0, ((self.entries - 1) >> self.mantissa_bits) - 1) + self.index_shift
+            if top > 61:
+                raise ValueError(f"entries {self.entries} with mantissa_bits {self.mantissa_bits} and index_shift "
+                                 f"{self.index_shift} reach |z| >= 2**{top + 1}, beyond any membrane; "
+                                 "use fewer entries")
+        return self
+
+
+DEFAULT_PSI_LUT = PsiLutConfig(kind="segmented", entries=48, index_shift=0, mantissa_bits=3)
 
 
 class SoftmaxLutConfig(_Strict):
@@ -163,7 +197,7 @@ class QuantConfig(_Strict):
     # ~1000x between layers and tasks; narrower per-layer formats trade memory for range
     momentum: FixedFormat = _fmt("s32.16")
     softmax: FixedFormat = _fmt("u16.15")
-    psi_lut: PsiLutConfig = PsiLutConfig()
+    psi_lut: PsiLutConfig = DEFAULT_PSI_LUT
     softmax_lut: SoftmaxLutConfig = SoftmaxLutConfig()
     leak_mode: Literal["multiply", "shift"] = "multiply"
     seed: Annotated[int, Field(ge=0, lt=1 << 32)] = 0

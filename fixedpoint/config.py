@@ -88,10 +88,41 @@ class LayerConstants:
     leak_shift: int  # n with beta = 1 - 2**-n when leak_mode = shift, else 0
 
 
+def psi_lut_bins(lut: PsiLutConfig) -> tuple[np.ndarray, np.ndarray]:
+    """First and last ``a = |z| >> index_shift`` of each entry's bin (int64, ``entries`` long;
+    the last entry's bin is its own, it also serves everything beyond)."""
+    i = np.arange(lut.entries, dtype=np.int64)
+    if lut.kind == "uniform":
+        return i, i
+    m = lut.mantissa_bits
+    k = np.maximum((i >> m) - 1, 0)  # the octave's shift; k = 0 for the direct part i < 2**(m + 1)
+    first = (i - (k << m)) << k
+    return first, first + (np.int64(1) << k) - 1
+
+
+def psi_lut_index(absz: np.ndarray, lut: PsiLutConfig) -> np.ndarray:
+    """The table index of ``|z|`` (int64 membrane codes), see :class:`core.quant.PsiLutConfig`."""
+    a = absz >> np.int64(lut.index_shift)
+    if lut.kind == "segmented":
+        msb = np.frexp(a.astype(np.float64))[1] - 1  # leading-one position (exact: a < 2**53); -1 for a = 0
+        k = np.maximum(msb - lut.mantissa_bits, 0).astype(np.int64)
+        a = (k << np.int64(lut.mantissa_bits)) + (a >> k)
+    return np.minimum(a, lut.entries - 1)
+
+
 def psi_lut_values(psi_config, membrane: FixedFormat, lut: PsiLutConfig, psi_fmt: FixedFormat) -> np.ndarray:
-    """The rational-Psi table: Psi at bin centres ``(i + 0.5) * 2**index_shift`` lsb."""
-    centres = np.ldexp((np.arange(lut.entries, dtype=np.float64) + 0.5), lut.index_shift - membrane.frac)
-    values = 1.0 / (1.0 + psi_config.gamma * centres) ** 2
+    """The rational-Psi table: uniform, Psi at bin centres ``(i + 0.5) * 2**index_shift`` lsb;
+    segmented, the mean of Psi at the first and last ``|z|`` code of each bin."""
+    def psi(z):
+        return 1.0 / (1.0 + psi_config.gamma * z) ** 2
+
+    if lut.kind == "uniform":
+        values = psi(np.ldexp((np.arange(lut.entries, dtype=np.float64) + 0.5), lut.index_shift - membrane.frac))
+    else:
+        first, last = psi_lut_bins(lut)
+        lo = np.ldexp((first << lut.index_shift).astype(np.float64), -membrane.frac)
+        hi = np.ldexp((((last + 1) << lut.index_shift) - 1).astype(np.float64), -membrane.frac)
+        values = (psi(lo) + psi(hi)) / 2
     return psi_fmt.replace(rounding="nearest_even", overflow="saturate").quantize(values)
 
 

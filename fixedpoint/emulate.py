@@ -89,6 +89,36 @@ def _const(value: float, fmt: FixedFormat) -> float:
     return float(round_tensor(torch.tensor(value, dtype=D), fmt.frac, "nearest_even"))
 
 
+def _emulated_lut(f, gamma: float) -> dict:
+    """The rational-Psi table in real units (docs/fixedpoint_model.md 8.6) and the real
+    width of one step of ``a = |z| >> index_shift``."""
+    lut, lsb = f.psi_lut, math.ldexp(1.0, -f.membrane.frac)
+    step = math.ldexp(1.0, lut.index_shift - f.membrane.frac)
+    i = torch.arange(lut.entries, dtype=D)
+    if lut.kind == "uniform":
+        table = 1.0 / (1.0 + gamma * (i + 0.5) * step) ** 2
+    else:
+        width = torch.clamp(torch.floor(i / 2.0 ** lut.mantissa_bits) - 1.0, min=0.0)  # octave shift k
+        first = (i - width * 2.0 ** lut.mantissa_bits) * torch.pow(2.0, width)  # first a of the bin
+        lo, hi = first * step, (first + torch.pow(2.0, width)) * step - lsb  # first and last |z| of the bin
+        table = (1.0 / (1.0 + gamma * lo) ** 2 + 1.0 / (1.0 + gamma * hi) ** 2) / 2.0
+    return {"lut": round_tensor(table, f.psi.frac, "nearest_even").clamp(f.psi.min_value, f.psi.max_value),
+            "lut_step": step}
+
+
+def _emulated_lut_index(z: torch.Tensor, lut, step: float) -> torch.Tensor:
+    """Index of ``|z|`` (real units): ``a`` = whole steps in ``|z|``; segmented: ``k`` counted
+    as the octaves ``a >= 2**(mantissa_bits + j)`` (a thermometer, not a leading-one search),
+    capped one past the table's last octave (beyond it the index saturates anyway)."""
+    a = torch.floor(z.abs() / step)
+    if lut.kind == "segmented":
+        m = lut.mantissa_bits
+        last = min(max(0, ((lut.entries - 1) >> m) - 1) + 1, 64 - m)  # a < 2**63: no octave beyond
+        k = sum((a >= 2.0 ** (m + j)).to(D) for j in range(1, last + 1))
+        a = k * 2.0 ** m + torch.floor(a / torch.pow(2.0, k))
+    return torch.clamp(a, max=lut.entries - 1).long()
+
+
 class EmulatedNetwork:
     """Float64 mirror of :class:`fixedpoint.network.IntNetwork` (same public runs)."""
 
@@ -124,12 +154,7 @@ class EmulatedNetwork:
                     spec.update(width=_const(r.psi.width, f.membrane),
                                 slope=_const(r.psi.scale / r.psi.width, f.psi_slope))
                 else:
-                    step = math.ldexp(1.0, f.psi_lut.index_shift - f.membrane.frac)
-                    centres = (torch.arange(f.psi_lut.entries, dtype=D) + 0.5) * step
-                    table = 1.0 / (1.0 + r.psi.gamma * centres) ** 2
-                    spec.update(lut=round_tensor(table, f.psi.frac, "nearest_even").clamp(f.psi.min_value,
-                                                                                           f.psi.max_value),
-                                lut_step=step)
+                    spec.update(_emulated_lut(f, r.psi.gamma))
                 if learning.learning_signal in ("dfa", "sdfa"):
                     spec["feedback"] = self.em.q(net.feedback(index).to(D), f.feedback, f"layer{index}.feedback")
             for tensor, fmt in (("weight", f.weight), ("rec_weight", f.weight), ("bias", f.bias)):
@@ -208,8 +233,7 @@ class EmulatedNetwork:
             d = torch.clamp(s["width"] - z.abs(), min=0.0)
             psi = em.q(s["slope"] * d, f.psi, f"{name}.psi")
         else:
-            index = torch.clamp(torch.floor(z.abs() / s["lut_step"]), max=f.psi_lut.entries - 1).long()
-            psi = s["lut"][index]
+            psi = s["lut"][_emulated_lut_index(z, f.psi_lut, s["lut_step"])]
         self._put(log, name, "psi", psi, f.psi)
         rec["psi"] = psi
         rec["post_trace_prev"] = st["post_trace"]

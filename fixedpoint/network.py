@@ -33,6 +33,7 @@ from fixedpoint.config import (
     eta_code,
     layer_constants,
     layer_formats,
+    psi_lut_index,
 )
 from core.counters import OpCounter
 from core.formats import FixedFormat
@@ -473,8 +474,7 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         psi = _requant(wide, sh["SH_PSI_TRI"], f.psi, f"{name}.psi", ctx)
         ctx.observe(name, "psi_support", np.count_nonzero(d))
     else:
-        index = np.minimum(absz >> np.int64(f.psi_lut.index_shift), f.psi_lut.entries - 1)
-        psi = c.psi_lut[index]
+        psi = c.psi_lut[psi_lut_index(absz, f.psi_lut)]
     ctx.put(name, "psi", psi)
     # -- traces
     p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, "post_trace", "psi")

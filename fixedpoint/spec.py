@@ -255,7 +255,10 @@ def psi_ops(ly: LayerShape, phase: str, count: str, support: str) -> list[Op]:
         _const(ops, phase, c.psi_slope, f.psi_slope, f.membrane, support, "psi = slope d")
     else:
         if f.psi_lut.index_shift:
-            ops.append(Op(phase, "shift", z_bits, count, what="index = |u - theta| >> index_shift"))
+            ops.append(Op(phase, "shift", z_bits, count, what="a = |u - theta| >> index_shift"))
+        if f.psi_lut.kind == "segmented":  # a priority encoder and a barrel shift (the index is a concatenation)
+            ops.append(Op(phase, "cmp", z_bits, count, what="k = max(leading_one(a) - mantissa_bits, 0)"))
+            ops.append(Op(phase, "shift", z_bits, count, what="index = (k << mantissa_bits) + (a >> k)"))
         ops.append(Op(phase, "cmp", z_bits, count, what="index = min(index, entries - 1)"))
         ops.append(Op(phase, "lut", str(f.psi.bits), count, tensor="psi_lut", what="psi = LUT[index]"))
     return ops

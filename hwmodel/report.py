@@ -153,7 +153,8 @@ def formats_of(est: Estimate) -> dict[str, dict[str, str]]:
     for ly in est.layers:
         f = ly.fmts
         row = {name: getattr(f, name).describe() for name in FORMAT_NAMES}
-        row["psi_lut"] = f"{f.psi_lut.entries} entries, index_shift {f.psi_lut.index_shift}"
+        row["psi_lut"] = (f"{f.psi_lut.kind} {f.psi_lut.entries} entries, index_shift {f.psi_lut.index_shift}"
+                          + (f", mantissa_bits {f.psi_lut.mantissa_bits}" if f.psi_lut.kind == "segmented" else ""))
         row["leak_mode"] = f.leak_mode
         out[ly.name] = row
     return out

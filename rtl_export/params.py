@@ -56,6 +56,8 @@ def rtl_support(lp) -> str:
         fmt = getattr(lp.fmts, name)
         if fmt.bits > RTL_MAX_BITS:
             return f"{name} format {fmt.describe_short()} is wider than {RTL_MAX_BITS} bits"
+    if lp.const.psi_kind == "rational" and lp.fmts.psi_lut.kind != "uniform":
+        return "psi_lut kind segmented (the RTL indexes the Psi table uniformly; set quant.psi_lut kind: uniform)"
     return ""
 
 
@@ -210,7 +212,11 @@ def layer_params(model, index: int, steps: int, window: int) -> tuple[list[Param
         Param("PSI_WIDTH", c.psi_width, f"triangle w, {f.membrane.describe_short()}", wide=True),
         Param("PSI_SLOPE", c.psi_slope, f"triangle a / w, {f.psi_slope.describe_short()}", wide=True),
         Param("PSI_LUT_ENTRIES", f.psi_lut.entries, "rational Psi table entries"),
-        Param("PSI_LUT_SHIFT", f.psi_lut.index_shift, "index = min(|u - theta| >> SHIFT, ENTRIES - 1)"),
+        Param("PSI_LUT_SHIFT", f.psi_lut.index_shift, "a = |u - theta| >> SHIFT"),
+        Param("PSI_LUT_KIND", int(f.psi_lut.kind == "segmented"),
+              "0 uniform: index = min(a, ENTRIES - 1); 1 segmented: k = max(0, msb(a) - MANTISSA), "
+              "index = min((k << MANTISSA) + (a >> k), ENTRIES - 1)"),
+        Param("PSI_LUT_MANTISSA", f.psi_lut.mantissa_bits or 0, "segmented: mantissa bits per octave (0 uniform)"),
         Param("ETA", eta, f"eta = lr / (batch 1 * window {window}), {f.learning_rate.describe_short()}", wide=True),
     ]
     out += layer_shifts(lp)

@@ -101,7 +101,9 @@ class DocModel:
             if i > 0:
                 fm["input"] = FixedFormat.parse("u1.0")
             self.f.append(fm)
-        lut = {"entries": 64, "index_shift": 3, **q.get("psi_lut", {})}
+        # 8.6: no psi_lut -> the segmented default; a mapping without kind -> uniform
+        lut = ({"kind": "uniform", "entries": 64, "index_shift": 3, **q["psi_lut"]} if "psi_lut" in q
+               else {"kind": "segmented", "entries": 48, "mantissa_bits": 3, "index_shift": 0})
         neuron = {"beta": 0.9, "theta": 0.6, "reset": "soft", **network.get("neuron", {})}
         psi_net = {"kind": "rational", "gamma": 100.0, "scale": 0.3, "width": 1.0, **network.get("psi", {})}
         self.c = []
@@ -126,12 +128,24 @@ class DocModel:
                     c.update(width=code(psi["width"], f["membrane"].frac),
                              slope=code(psi["scale"] / psi["width"], f["psi_slope"].frac))
                 else:
-                    c["index_shift"] = lut["index_shift"]
-                    centres = [math.ldexp(j + 0.5, lut["index_shift"] - f["membrane"].frac)
-                               for j in range(lut["entries"])]
+                    c["psi_lut"] = lut
+
+                    def rational(z, g=psi["gamma"]):
+                        return 1.0 / (1.0 + g * z) ** 2
+
                     _, hi = lo_hi(f["psi"])
-                    c["lut"] = np.array([min(code(1.0 / (1.0 + psi["gamma"] * z) ** 2, f["psi"].frac), hi)
-                                         for z in centres], I64)
+                    s_, fm = lut["index_shift"], f["membrane"].frac
+                    if lut["kind"] == "uniform":
+                        values = [rational(math.ldexp(j + 0.5, s_ - fm)) for j in range(lut["entries"])]
+                    else:  # bin of entry j: the a whose index is j; Psi averaged over its first and last |z|
+                        m, values = lut["mantissa_bits"], []
+                        for j in range(lut["entries"]):
+                            k = max(j // 2 ** m - 1, 0)
+                            first = (j - k * 2 ** m) * 2 ** k
+                            last = first + 2 ** k - 1
+                            values.append((rational(math.ldexp(first * 2 ** s_, -fm))
+                                           + rational(math.ldexp((last + 1) * 2 ** s_ - 1, -fm))) / 2)
+                    c["lut"] = np.array([min(code(v, f["psi"].frac), hi) for v in values], I64)
             self.c.append(c)
         self.W = [np.array(w, I64) for w in weights]
         self.b = [None if b is None else np.array(b, I64) for b in biases]
@@ -212,7 +226,13 @@ class DocModel:
                 psi = req(c["slope"] * d, sh["SH_PSI_TRI"], f["psi"])
                 self.put(t, i, "d", d)
             else:
-                index = np.minimum(np.abs(z) >> I64(c["index_shift"]), len(c["lut"]) - 1)
+                lut = c["psi_lut"]
+                a = np.abs(z) >> I64(lut["index_shift"])
+                if lut["kind"] == "segmented":  # k = max(0, msb(a) - m), index = (k << m) + (a >> k)
+                    m = lut["mantissa_bits"]
+                    k = np.array([max(int(v).bit_length() - 1 - m, 0) for v in a.ravel()], I64).reshape(a.shape)
+                    a = (k << I64(m)) + (a >> k)
+                index = np.minimum(a, len(c["lut"]) - 1)
                 psi = c["lut"][index]
                 self.put(t, i, "lut_index", index)
             st["p_prev"] = st["p"]
@@ -491,7 +511,8 @@ def test_constants_example():
               "readout.alpha_pre_code": layers[1].const.alpha_pre,
               "readout.lambda_post_code": layers[1].const.lambda_post,
               "default_lut[0:8]": layers[0].const.psi_lut[:8].tolist(),
-              "default_lut[63]": int(layers[0].const.psi_lut[63])}
+              "default_lut[8:16]": layers[0].const.psi_lut[8:16].tolist(),
+              "default_lut[47]": int(layers[0].const.psi_lut[47])}
     assert doc.c[0]["beta"] == values["beta_0.95.leak_code"]
     assert doc.c[0]["lambda_pre"] == values["beta_0.95.lambda_pre_code"]
     assert (doc.c[1]["alpha_pre"], doc.c[1]["lambda_post"]) == (256, 0)
@@ -584,7 +605,9 @@ def draw_case(seed):
              "feedback": fmt(True, 5, 1),
              "update": fmt(True, int(rng.integers(5, 10)), pick([2, 8]), ("saturate", "wrap")),
              "learning_rate": "u16.14",
-             "psi_lut": {"entries": int(rng.integers(4, 20)), "index_shift": int(rng.integers(0, 3))}}
+             "psi_lut": pick([{"entries": int(rng.integers(4, 20)), "index_shift": int(rng.integers(0, 3))},
+                              {"kind": "segmented", "entries": int(rng.integers(4, 40)),
+                               "mantissa_bits": int(rng.integers(0, 3)), "index_shift": int(rng.integers(0, 3))}])}
     if rng.integers(2):  # one per-layer override
         quant["layers"] = {0: {"membrane": fmt(True, m + 1, 5), "learning_signal": fmt(True, 6, 5)}}
     steps, batch = int(rng.integers(learning["window"], 5)), int(rng.integers(1, 4))

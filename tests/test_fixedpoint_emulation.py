@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.quant import QuantConfig
-from fixedpoint.emulate import EmulatedNetwork, round_tensor
+from types import SimpleNamespace
+
+from core.config import PsiConfig
+from core.formats import FixedFormat
+from core.quant import PsiLutConfig
+from fixedpoint.config import psi_lut_index, psi_lut_values
+from fixedpoint.emulate import EmulatedNetwork, _emulated_lut, _emulated_lut_index, round_tensor
 from core.overflow import FixedOverflowError
 from core.rounding import round_float
 from core.config import LearningConfig, NetworkConfig
@@ -113,7 +119,10 @@ def quant_strategy(draw, first_binary: bool):
         "momentum": draw(fmt(True, (2, 14), (2, 8))),
         "softmax": draw(fmt(False, (2, 15), (1, 2))),
         "softmax_lut": {"entries": draw(st.sampled_from([2, 8, 64]))},
-        "psi_lut": {"entries": draw(st.sampled_from([4, 16, 64])), "index_shift": draw(st.integers(0, 6))},
+        "psi_lut": draw(st.one_of(
+            st.fixed_dictionaries({"entries": st.sampled_from([4, 16, 64]), "index_shift": st.integers(0, 6)}),
+            st.fixed_dictionaries({"kind": st.just("segmented"), "entries": st.sampled_from([4, 16, 48]),
+                                   "mantissa_bits": st.integers(0, 4), "index_shift": st.integers(0, 3)}))),
         "seed": draw(st.integers(0, 3)),
     }
     leak_frac = draw(st.integers(4, 12))
@@ -250,6 +259,39 @@ def test_round_tensor_equals_round_float(values, frac, mode, word):
     got = round_tensor(torch.tensor(values, dtype=torch.float64), frac, mode,
                        torch.full((len(values),), u, dtype=torch.float64))
     assert np.array_equal(got.numpy(), expected)
+
+
+@st.composite
+def lut_case(draw):
+    """A Psi LUT spec, a membrane format, a psi format and |z| codes (octave edges included)."""
+    fm = draw(st.integers(0, 24))
+    membrane = FixedFormat.parse(f"s32.{fm}")
+    psi = FixedFormat.parse(f"u{draw(st.integers(4, 24))}.{draw(st.integers(1, 23))}")
+    if draw(st.booleans()):
+        lut = PsiLutConfig(entries=draw(st.integers(2, 4096)), index_shift=draw(st.integers(0, 8)))
+    else:
+        m = draw(st.integers(0, 10))
+        entries = draw(st.integers(2, (31 - m) << m if m else 30))
+        lut = PsiLutConfig(kind="segmented", entries=entries, mantissa_bits=m, index_shift=draw(st.integers(0, 4)))
+    edges = [(1 << j) + d for j in range(32) for d in (-1, 0, 1)]
+    codes = np.array(edges + draw(st.lists(st.integers(0, (1 << 32) - 1), max_size=50)), dtype=np.int64)
+    return lut, membrane, psi, draw(st.floats(1.0, 1000.0)), codes
+
+
+@hyp(300)
+@given(lut_case())
+def test_psi_lut_integer_equals_emulation(data):
+    """Table values and the index of every |z| (uniform and segmented): the integer model's
+    numpy path against the emulation's torch path (real units, thermometer octave count)."""
+    lut, membrane, psi, gamma, codes = data
+    f = SimpleNamespace(psi_lut=lut, membrane=membrane, psi=psi)
+    table = psi_lut_values(PsiConfig(kind="rational", gamma=gamma), membrane, lut, psi)
+    emulated = _emulated_lut(f, gamma)
+    assert np.array_equal(table, (emulated["lut"] * 2.0 ** psi.frac).numpy().astype(np.int64))
+    for sign in (1, -1):
+        z = torch.from_numpy(sign * codes.astype(np.float64) * 2.0 ** -membrane.frac)
+        index = _emulated_lut_index(z, lut, emulated["lut_step"]).numpy()
+        assert np.array_equal(psi_lut_index(codes, lut), index)
 
 
 def test_case_count_meets_ci_minimum():

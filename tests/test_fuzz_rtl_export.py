@@ -48,7 +48,8 @@ TINY = {
     "train": {"lr": 0.3, "seed": 8},
     "data": {"kind": "digits", "num_steps": 4},
     "quant": {"input": "u1.0", "weight": "s4.2 stochastic", "bias": "s12.6 stochastic",
-              "update": "s5.4 floor wrap", "learning_rate": "u8.10"},
+              "update": "s5.4 floor wrap", "learning_rate": "u8.10",
+              "psi_lut": {"kind": "uniform", "entries": 64, "index_shift": 3}},  # the index the RTL implements
 }
 GOLDEN_ARGS = ["--samples", "1", "--steps", "4", "--random-density", "0.5", "--seed", "1"]
 SLOW = [HealthCheck.too_slow]

@@ -180,7 +180,9 @@ def case(draw):
     binary = draw(st.booleans())
     quant = {"input": "u1.0" if binary else "u3.0",
              "weight": draw(st.sampled_from(["s8.6", "s8.6 stochastic", "s6.4"])),
-             "psi_lut": {"entries": 16, "index_shift": draw(st.integers(0, 4))}}
+             "psi_lut": draw(st.sampled_from([{"entries": 16, "index_shift": draw(st.integers(0, 4))},
+                                              {"kind": "segmented", "entries": 24, "mantissa_bits": 2,
+                                               "index_shift": draw(st.integers(0, 2))}]))}
     if beta != 0.9 and draw(st.booleans()):
         quant["leak_mode"] = "shift"
     x = spikes_in((batch, steps, *input_shape), draw(st.sampled_from([0.1, 0.4, 1.0])),
@@ -740,7 +742,8 @@ def test_bptt_backward_counts_by_hand():
     """3 -> linear 2 -> readout 2, no bias, T = 4, k = 1, B = 1, every operand non-zero:
     BPTT's backward and weight gradient run over all T = 4 steps (not the k = 1 window),
     counted by hand key by key. Formats: weight s8.6, input u8.0 (layer 0) / spikes u1.0,
-    error and learning signal s16, membrane s16, psi u8.7 (rational, LUT index shift 3),
+    error and learning signal s16, membrane s16, psi u8.7 (rational, the default segmented LUT:
+    a leading-one encoder (cmp), a barrel shift, a clamp (cmp), the read),
     leak u12.12 (beta 0.9: code 3686, a multiply), update s32."""
     network = {"input_shape": [3], "layers": [{"kind": "linear", "size": 2, "bias": False},
                                               {"kind": "readout", "size": 2, "bias": False}]}
@@ -761,7 +764,7 @@ def test_bptt_backward_counts_by_hand():
         ("layer0", "learning_signal", "read", "8", "weight"): n1 * n0 * T,
         ("layer0", "learning_signal", "read", "16", "bptt_membrane"): n0 * T,
         ("layer0", "learning_signal", "shift", "17", ""): n0 * T,
-        ("layer0", "learning_signal", "cmp", "17", ""): n0 * T,
+        ("layer0", "learning_signal", "cmp", "17", ""): 2 * n0 * T,
         ("layer0", "learning_signal", "lut", "8", "psi_lut"): n0 * T,
         ("layer0", "learning_signal", "mul", "16x8", ""): n0 * T,
         ("layer0", "learning_signal", "mul", "12x16", ""): n0 * T,

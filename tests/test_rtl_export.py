@@ -479,6 +479,34 @@ def test_params_shifts_follow_the_format_table():
     assert (sh["SH_A"], sh["SH_M"], sh["SH_N"], sh["SH_U"], sh["SH_WW"]) == (8, 7, 12, 2, 34)
 
 
+def test_params_export_the_segmented_psi_lut(tmp_path, capsys):
+    """W4 with its uniform table (kind 0, RTL supported), then with a segmented one: kind 1,
+    its mantissa bits, the table words, and RTL_SUPPORTED = 0 naming the table."""
+    config = load_config(W4)
+    data = config_to_dict(config)
+    for lut, kind, mantissa, supported in ((None, 0, 0, 1),
+                                           ({"kind": "segmented", "entries": 24, "mantissa_bits": 2}, 1, 2, 0)):
+        if lut is not None:
+            data["quant"]["psi_lut"] = lut
+        path = tmp_path / f"net{kind}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        out = tmp_path / f"p{kind}"
+        code, _, err = _run(capsys, "params", "--net", path, "--out", out, "--steps", 8)
+        assert code == 0, err
+        model, _ = build_model(load_config(path))
+        lp = model.params.layers[0]
+        sv = (out / "stllr_params.sv").read_text()
+        values = _sv_values(sv, "stllr_layer0_pkg")
+        assert (values["PSI_LUT_KIND"], values["PSI_LUT_MANTISSA"]) == (kind, mantissa)
+        assert (values["PSI_LUT_ENTRIES"], values["RTL_SUPPORTED"]) == (lp.fmts.psi_lut.entries, supported)
+        assert values["PSI_LUT_ENTRIES"] == (16 if kind == 0 else 24)
+        lut_words = hexio.decode_hex((out / "layer0_psi_lut.hex").read_bytes(), lp.fmts.psi,
+                                     values["PSI_LUT_ENTRIES"], "lut")
+        assert np.array_equal(lut_words, lp.const.psi_lut)
+        if kind == 1:
+            assert "psi_lut kind segmented" in sv
+
+
 def test_params_c_header_compiles_with_the_same_values(params_w8, tmp_path):
     compiler = shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
