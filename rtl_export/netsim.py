@@ -326,7 +326,11 @@ def simulate_network(model, x: np.ndarray, labels: np.ndarray, train: np.ndarray
 
 
 def _read_hex(path: Path, bits: int, signed: bool) -> np.ndarray:
-    words = [int(w, 16) for w in path.read_text().split() if not w.startswith("//")]
+    words = []
+    for line in path.read_text().splitlines():
+        line = line.split("//")[0].strip()  # Icarus and Verilator add address comments
+        if line and not line.startswith("@"):
+            words.append(int(line, 16))
     arr = np.array(words, np.int64)
     if signed:
         arr = np.where(arr >= 1 << (bits - 1), arr - (1 << bits), arr)
