@@ -353,3 +353,36 @@ def _compare_final(model, build: Path, gen: NetGen) -> tuple[Mismatch | None, in
                 i = int(bad[0])
                 return Mismatch(-1, -1, lp.index, f"final {tensor}", i, int(got[i]), int(want[i])), checked
     return None, checked
+
+
+def network_inputs(config, model, samples: int, steps: int, density: float | None, seed: int
+                   ) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Inputs of ``rtl-export sim --net``: the first N test samples, or with ``density``
+    random vectors from ``numpy.random.default_rng(seed)``: each input is non-zero with
+    probability ``density``, then 1 (binary input) or uniform in 1 .. the input format's
+    largest code (multi-bit input, e.g. u8.0 event counts); labels uniform."""
+    from rtl_export.model import check_run_args, load_inputs
+
+    if density is None:
+        return load_inputs(config, samples, steps, None, seed)
+    check_run_args(samples, steps, density, seed)
+    fmt = model.params.layers[0].fmts.input
+    shape = (samples, steps, *config.network.input_shape)
+    rng = np.random.default_rng(seed)
+    active = rng.random(shape) < density
+    top = int(fmt.max_int)
+    counts = rng.integers(1, top + 1, shape) if top > 1 else np.ones(shape, np.int64)
+    x = np.where(active, counts, 0).astype(np.float64) * 2.0 ** -fmt.frac
+    y = rng.integers(0, config.network.layers[-1].size, samples).astype(np.int64)
+    return x, y, {"source": "random", "density": float(density), "seed": int(seed)}
+
+
+def check_build_dir(build: Path) -> None:
+    """``--build`` must be a new or empty folder (the simulation workspace), checked first."""
+    from rtl_export.outdir import check_target
+
+    check_target(build, "--build ")
+    text = str(build)
+    if any(ch in text for ch in '"\\') or any(ord(ch) < 32 for ch in text):
+        from core.errors import InputError
+        raise InputError(f"--build {text!r:.60}: a quote, backslash or control character in the path")
