@@ -251,7 +251,8 @@ class NetGen:
             self.mem(f"l{i}_q", f.pre_trace.bits, n_in)
             if lp.spiking:
                 self.mem(f"l{i}_p", f.post_trace.bits, n_out)
-                self.mem(f"l{i}_pp", f.post_trace.bits, n_out)
+                if i in self.learners and lp.const.alpha_post != 0:  # p[t-1] of the non-causal term
+                    self.mem(f"l{i}_pp", f.post_trace.bits, n_out)
                 self.mem(f"l{i}_psi", f.psi.bits, n_out)
                 self.mem(f"l{i}_s", 1, n_out)
             if i in self.learners:
@@ -422,7 +423,8 @@ class NetGen:
         pq = self.req(wide, sh["SH_P"], f.post_trace, f"{lp.name}.post_trace", ntr)
         self.mems[f"l{i}_psi"].writes.append((ntr, "cnt_o", psiq))
         self.mems[f"l{i}_p"].writes.append((ntr, "cnt_o", pq))
-        self.mems[f"l{i}_pp"].writes.append((ntr, "cnt_o", p_old_raw))
+        if f"l{i}_pp" in self.mems:
+            self.mems[f"l{i}_pp"].writes.append((ntr, "cnt_o", p_old_raw))
         self.tr(ntr, i, "psi", "cnt_o", psiq, False)
         self.tr(ntr, i, "post_trace", "cnt_o", pq, False)
         self.seq[neu_st] = next_o
@@ -516,7 +518,8 @@ class NetGen:
         noncausal = lp.spiking and c.alpha_post != 0
         if lp.spiking:
             for name in ("psi", "pp"):
-                self.mems[f"l{i}_{name}"].reads.append((whole, "cnt_o"))
+                if f"l{i}_{name}" in self.mems:
+                    self.mems[f"l{i}_{name}"].reads.append((whole, "cnt_o"))
             psi = self.sx(f"l{i}_psi_rd", f.psi)
             m_q = self.req(self.mul(a_pre, psi), sh["SH_M"], f.modulation, f"{lp.name}.modulation", c_fac)
         else:

@@ -266,8 +266,13 @@ def compare(expected: dict, actual: dict, samples: int, steps: int, layers: int)
 
 
 def simulate_network(model, x: np.ndarray, labels: np.ndarray, train: np.ndarray, window: int, build: Path,
-                     tool: str = "verilator", trace: bool = True, timeout: float = 3600) -> NetRun:
-    """Run ``x`` (N, T, n_in floats on the input grid) through the core and the model."""
+                     tool: str = "verilator", trace: bool = True, timeout: float = 3600,
+                     reference=None) -> NetRun:
+    """Run ``x`` (N, T, n_in floats on the input grid) through the core and the model.
+
+    The core is generated from ``model`` (its weights and lanes as they are now); the
+    values are compared with ``reference`` run on the same samples (default: ``model``
+    itself; a different model is how the tests prove that a difference is found)."""
     samples, steps = x.shape[0], x.shape[1]
     x = x.reshape(samples, steps, -1)
     codes = model.quantize_input(x)
@@ -277,6 +282,7 @@ def simulate_network(model, x: np.ndarray, labels: np.ndarray, train: np.ndarray
     gen = write_build(model, codes, np.asarray(labels, np.int64), train, steps, window, build)
     names = list(gen.ovf)
     out, build_s, run_s = run_simulator(build, tool, trace, timeout)
+    model = model if reference is None else reference
     # the integer model, one sample at a time (the model's own counter, before -> after)
     started = time.perf_counter()
     before = {name: model.overflow.events(name) for name in names}
