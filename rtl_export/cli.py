@@ -7,6 +7,7 @@
     rtl-export sim GOLDEN PARAMS [--layer I] [--build DIR] [--tools icarus,verilator,lint,yosys]
     rtl-export sim --net CFG.yaml [--samples N --steps T --checkpoint PATH --random-density P --seed S]
                    [--tools verilator,icarus] [--build DIR] [--no-trace]
+    rtl-export synth --net CFG.yaml --out DIR [--checkpoint PATH] [--steps T] [--freq MHZ]
 
 Bad input (config, checkpoint of another network or one that would run code, hash
 mismatch, truncated or malformed hex file, an edited manifest field, a path outside the
@@ -181,6 +182,56 @@ def _sim(args) -> int:
     return 0
 
 
+def _synth(args) -> int:
+    """``synth --net CONFIG --out DIR``: Yosys synth_ice40 + nextpnr-ice40 (UP5K), DIR/report.json."""
+    import json
+    import shutil
+    import tempfile
+
+    from rtl_export.model import build_model, check_bound, num_steps, window_of
+    from rtl_export.netgen import rtl_network_support
+    from rtl_export.outdir import check_target, write_tree
+    from rtl_export.synth import synthesize
+
+    out = Path(args.out)
+    check_target(out)
+    config, _ = _load(args.net)
+    steps = num_steps(config, args.steps)
+    window = window_of(config, steps)
+    check_bound("--ovf-bits", args.ovf_bits, 4, 32)
+    if not (isinstance(args.freq, float) and 1.0 <= args.freq <= 500.0):
+        raise InputError(f"--freq = {args.freq!r:.40} must lie in [1, 500] MHz")
+    model, _ = build_model(config, Path(args.checkpoint) if args.checkpoint else None)
+    reason = rtl_network_support(model)
+    if reason:
+        raise InputError(f"--net {args.net}: the RTL core does not support this network: {reason}")
+    work = Path(tempfile.mkdtemp(prefix="stllr-synth-"))
+    try:
+        report = synthesize(model, steps, window, work, freq=args.freq, ovf_bits=args.ovf_bits)
+        report["config"] = str(args.net)
+        files = {"report.json": (json.dumps(report, indent=1) + "\n").encode()}
+        for name in ("stllr_net.v", "stllr_net_ice40.v", "nextpnr.log", "synth.ys"):
+            if (work / name).exists():
+                files[name] = (work / name).read_bytes()
+        if (work / "net.asc").exists():
+            files["stllr_net_ice40.asc"] = (work / "net.asc").read_bytes()
+        write_tree(out, files)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    y, pnr = report["yosys"], report["nextpnr"]
+    lc = pnr["utilisation"].get("ICESTORM_LC", {}).get("used")
+    print(f"synth: LUT4 {y['lut4']}, carry {y['carry']}, FF {y['ff']}, block RAM {y['bram_blocks']} "
+          f"({y['bram_bits']} bits), SPRAM {y['spram_bits']} bits, DSP {y['dsp']}; memories "
+          f"{report['memory_bits']['total']} bits")
+    if report["fits"]:
+        print(f"place and route ({report['device']['name']} {report['device']['package']}): logic cells {lc}/5280, "
+              f"Fmax {pnr['fmax_mhz']} MHz -> {out}/report.json")
+        return 0
+    print(f"rtl-export: does not fit the {report['device']['name']}: {report['reason']} -> {out}/report.json",
+          file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="rtl-export",
                                      description="Golden vectors and RTL parameters of the integer S-TLLR model")
@@ -223,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--tools", help="comma-separated subset (GOLDEN PARAMS: icarus,verilator,lint,yosys, the "
                                      "default; --net: verilator (default), icarus)")
     sim.set_defaults(handler=_sim)
+    syn = commands.add_parser("synth", help="Yosys synth_ice40 + nextpnr-ice40 (UP5K sg48) of the whole-network "
+                                            "core: DIR/report.json")
+    syn.add_argument("--net", required=True, help="YAML config")
+    syn.add_argument("--out", required=True, help="output directory (must not exist or be empty)")
+    syn.add_argument("--checkpoint", help="float weights; default train.seed init")
+    syn.add_argument("--steps", type=int, help="T (default data.num_steps)")
+    syn.add_argument("--freq", type=float, default=12.0, help="target clock for nextpnr in MHz (default 12)")
+    syn.add_argument("--ovf-bits", type=int, default=32,
+                     help="width of the saturating overflow counters, 4..32 (default 32, as simulated)")
+    syn.set_defaults(handler=_synth)
     return parser
 
 

@@ -29,7 +29,8 @@ One time step, in the integer model's order (section 8.3):
 
 Loops are pipelined by one clock (address, then data), so a loop over n elements takes
 n + 1 clocks. Overflow flags are counted per tensor (the integer model's names,
-``layer<i>.<tensor>``) in 32-bit counters read through ``ovf_sel``/``ovf_count``.
+``layer<i>.<tensor>``) in saturating counters (32 bits unless asked otherwise) read through
+``ovf_sel``/``ovf_count``.
 With ``+define+STLLR_TRACE`` the core prints every value it writes
 (``TR sample t layer tensor index value``), the trace ``rtl_export.netsim`` compares with
 the integer model's log.
@@ -52,7 +53,6 @@ SPIKING_TENSORS = ("current", "membrane", "psi", "post_trace", "pre_trace", "bia
                    "modulation", "update", "bias_update", "weight", "bias")
 READOUT_TENSORS = ("current", "membrane", "pre_trace", "bias_trace", "error", "modulation", "update",
                    "bias_update", "weight", "bias")
-CW = 24  # loop counter width
 
 
 def clog2(n: int) -> int:
@@ -110,7 +110,7 @@ def rtl_network_support(model) -> str:
 class NetGen:
     """Builds the Verilog text of ``stllr_net`` and its memory files for one model."""
 
-    def __init__(self, model, steps: int, window: int, *, top: str = "stllr_net") -> None:
+    def __init__(self, model, steps: int, window: int, *, top: str = "stllr_net", ovf_bits: int = 32) -> None:
         reason = rtl_network_support(model)
         if reason:
             raise InputError(f"the RTL core does not support this network: {reason}")
@@ -122,10 +122,16 @@ class NetGen:
         self.k = window
         self.ws = steps - window
         self.top = top
+        if not 4 <= ovf_bits <= 32:
+            raise InputError(f"overflow counter width {ovf_bits} must lie in 4..32 bits")
+        self.ovf_bits = ovf_bits  # saturating overflow counters
         self.learners = tuple(self.p.learners)
         self.lowest = min(self.learners) if self.learners else self.R
         self.online = self.p.update == "online"
         self.etas = model.etas(1, window)
+        # loop counters and addresses: wide enough for the largest loop (the weight write)
+        largest = max([lp.geometry.n_out * lp.geometry.n_in for lp in self.layers] + [self.p.num_classes])
+        self.cw = clog2(largest + 1) + 1
         self.decl: list[str] = []
         self.body: list[str] = []
         self.mems: dict[str, Mem] = {}
@@ -173,6 +179,31 @@ class NetGen:
     def add(self, a: V, b: V, op: str = "+") -> V:
         w = max(a.w, b.w) + 1
         return self.wire(f"{self.ext(a, w)} {op} {self.ext(b, w)}", w)
+
+    def mulc(self, value: int, a: V) -> V:
+        """value * a for a constant code, as shifts and adds of a (canonical signed digits):
+        no multiplier (the iCE40 has 8), the same exact product."""
+        value = int(value)
+        w = a.w + max(1, abs(value).bit_length()) + 1
+        if value == 0:
+            return self.const(0)
+        digits, n, k = [], abs(value), 0
+        while n:
+            if n & 1:
+                d = 2 - (n & 3)  # +1 or -1 (non-adjacent form)
+                digits.append((d, k))
+                n -= d
+            n >>= 1
+            k += 1
+        if value < 0:
+            digits = [(-d, k) for d, k in digits]
+        terms = []
+        for d, k in digits:
+            shifted = self.ext(self.shl(a, k), w)
+            terms.append(("+ " if d > 0 else "- ") + shifted)
+        expr = " ".join(terms)
+        expr = expr[2:] if expr.startswith("+ ") else f"{w}'sd0 {expr}"
+        return self.wire(expr, w)
 
     def acc_add(self, reg: V, term: V) -> V:
         """reg + term at reg's width (the register is sized for the whole sum)."""
@@ -316,22 +347,21 @@ class NetGen:
         x, _ = self.layer_input(lp, "cnt_j", cond)
         self.mems[f"l{i}_q"].reads.append((cond, "cnt_j"))
         q_old = self.sx(f"(t_is0 ? {f.pre_trace.bits}'d0 : l{i}_q_rd)", f.pre_trace)
-        lam = self.const(c.lambda_pre)
-        wide = self.add(self.shl(self.mul(lam, q_old), sh["SH_Q_DEC"]), self.shl(x, sh["SH_Q_IN"]))
+        wide = self.add(self.shl(self.mulc(c.lambda_pre, q_old), sh["SH_Q_DEC"]), self.shl(x, sh["SH_Q_IN"]))
         en = f"({cond} && pv)"
         q = self.req(wide, sh["SH_Q"], f.pre_trace, f"{lp.name}.pre_trace", en)
         self.mems[f"l{i}_q"].writes.append((en, "jd", q))
         self.tr(en, i, "pre_trace", "jd", q, False)
-        self.seq[st] = [f"if (cnt_j == {CW}'d{lp.geometry.n_in} && pv) begin", "  @NEXT", f"end else @LOOP:{lp.geometry.n_in}"]
+        self.seq[st] = [f"if (cnt_j == {self.cw}'d{lp.geometry.n_in} && pv) begin", "  @NEXT", f"end else @LOOP:{lp.geometry.n_in}"]
         if lp.bias is not None:
             self.decl.append(f"    reg [{f.pre_trace.bits - 1}:0] l{i}_qb;")
             qb_old = self.sx(f"(t_is0 ? {f.pre_trace.bits}'d0 : l{i}_qb)", f.pre_trace)
             one = self.const(1)
-            wide = self.add(self.shl(self.mul(lam, qb_old), sh["SH_QB_DEC"]), self.shl(one, sh["SH_QB_IN"]))
-            en_b = f"({cond} && cnt_j == {CW}'d0 && !pv)"
+            wide = self.add(self.shl(self.mulc(c.lambda_pre, qb_old), sh["SH_QB_DEC"]), self.shl(one, sh["SH_QB_IN"]))
+            en_b = f"({cond} && cnt_j == {self.cw}'d0 && !pv)"
             qb = self.req(wide, sh["SH_QB"], f.pre_trace, f"{lp.name}.bias_trace", en_b)
-            self.seq[st].insert(0, f"if (cnt_j == {CW}'d0 && !pv) l{i}_qb <= {qb};")
-            self.tr(en_b, i, "bias_trace", f"{CW}'d0", qb, False)
+            self.seq[st].insert(0, f"if (cnt_j == {self.cw}'d0 && !pv) l{i}_qb <= {qb};")
+            self.tr(en_b, i, "bias_trace", f"{self.cw}'d0", qb, False)
 
     def phase_forward(self, lp) -> None:
         i, f, c, sh, g = lp.index, lp.fmts, lp.const, lp.shifts, lp.geometry
@@ -342,7 +372,7 @@ class NetGen:
         cur, neu = f"(state == {cur_st})", f"(state == {neu_st})"
         both = f"({cur} || {neu})"
         # synaptic sum, one synapse per clock
-        self.mems[f"l{i}_w"].reads.append((cur, f"cnt_o * {CW}'d{n_in} + cnt_j"))
+        self.mems[f"l{i}_w"].reads.append((cur, f"cnt_o * {self.cw}'d{n_in} + cnt_j"))
         x, xf = self.layer_input(lp, "cnt_j", cur)
         w = self.sx(f"l{i}_w_rd", f.weight)
         if f.binary_input:
@@ -355,7 +385,7 @@ class NetGen:
         nxt = self.acc_add(V(f"l{i}_sum", sw), term)
         self.seq[cur_st] = [
             f"if (pv) l{i}_sum <= {nxt.name};",
-            f"if (cnt_j == {CW}'d{n_in} && pv) begin state <= {neu_st}; pv <= 1'b0; end else @LOOP:{n_in}",
+            f"if (cnt_j == {self.cw}'d{n_in} && pv) begin state <= {neu_st}; pv <= 1'b0; end else @LOOP:{n_in}",
         ]
         # neuron update (one clock)
         for name in ("v", "b", "p"):
@@ -367,14 +397,14 @@ class NetGen:
         curq = self.req(wide, sh["SH_CUR"], f.current, f"{lp.name}.current", neu)
         cur_v = self.sx(curq, f.current)
         v_old = self.sx(f"(t_is0 ? {f.membrane.bits}'d0 : l{i}_v_rd)", f.membrane)
-        wide = self.add(self.shl(self.mul(self.const(c.beta), v_old), sh["SH_BV"]), self.shl(cur_v, sh["SH_CM"]))
+        wide = self.add(self.shl(self.mulc(c.beta, v_old), sh["SH_BV"]), self.shl(cur_v, sh["SH_CM"]))
         uq = self.req(wide, sh["SH_MEM"], f.membrane, f"{lp.name}.membrane", neu)
         u = self.sx(uq, f.membrane)
         self.tr(neu, i, "current", "cnt_o", curq, True)
         self.tr(neu, i, "u", "cnt_o", uq, True)
-        last_o = f"cnt_o == {CW}'d{n_out - 1}"
+        last_o = f"cnt_o == {self.cw}'d{n_out - 1}"
         next_o = [f"if ({last_o}) begin", "  @NEXT", "end else begin",
-                  f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {CW}'d0; pv <= 1'b0; l{i}_sum <= 0; state <= {cur_st};",
+                  f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; l{i}_sum <= 0; state <= {cur_st};",
                   "end"]
         if not lp.spiking:
             self.mems[f"l{i}_v"].writes.append((neu, "cnt_o", uq))
@@ -400,7 +430,7 @@ class NetGen:
         if c.psi_kind == "triangle":
             d = self.add(self.const(c.psi_width), absz, "-")
             d = self.mux(f"{d.name}[{d.w - 1}]", self.const(0), d)
-            psiq = self.req(self.mul(self.const(c.psi_slope), d), sh["SH_PSI_TRI"], f.psi, f"{lp.name}.psi", ntr)
+            psiq = self.req(self.mulc(c.psi_slope, d), sh["SH_PSI_TRI"], f.psi, f"{lp.name}.psi", ntr)
         else:
             entries, shift = f.psi_lut.entries, f.psi_lut.index_shift
             idx_w = absz.w
@@ -418,7 +448,7 @@ class NetGen:
         psi = self.sx(psiq, f.psi)
         p_old_raw = f"(t_is0 ? {f.post_trace.bits}'d0 : l{i}_p_rd)"
         p_old = self.sx(p_old_raw, f.post_trace)
-        wide = self.add(self.shl(self.mul(self.const(c.lambda_post), p_old), sh["SH_P_DEC"]),
+        wide = self.add(self.shl(self.mulc(c.lambda_post, p_old), sh["SH_P_DEC"]),
                         self.shl(psi, sh["SH_P_IN"]))
         pq = self.req(wide, sh["SH_P"], f.post_trace, f"{lp.name}.post_trace", ntr)
         self.mems[f"l{i}_psi"].writes.append((ntr, "cnt_o", psiq))
@@ -438,12 +468,12 @@ class NetGen:
         self.mems[f"l{self.R}_v"].reads.append((cond, "cnt_j"))
         y = self.sx(f"l{self.R}_v_rd", f.membrane)
         hot = self.const(1 << f.membrane.frac)
-        onehot = self.mux(f"jd == {{{{{CW - self.tgt_bits}{{1'b0}}}}, tgt}}", hot, self.const(0))
+        onehot = self.mux(f"jd == {{{{{self.cw - self.tgt_bits}{{1'b0}}}}, tgt}}", hot, self.const(0))
         en = f"({cond} && pv)"
         e = self.req(self.add(y, onehot, "-"), sh["SH_ERR"], f.error, f"{lp.name}.error", en)
         self.mems["err"].writes.append((en, "jd", e))
         self.tr(en, self.R, "error", "jd", e, True)
-        self.seq[st] = [f"if (cnt_j == {CW}'d{self.p.num_classes} && pv) begin", "  @NEXT", f"end else @LOOP:{self.p.num_classes}"]
+        self.seq[st] = [f"if (cnt_j == {self.cw}'d{self.p.num_classes} && pv) begin", "  @NEXT", f"end else @LOOP:{self.p.num_classes}"]
 
     @property
     def tgt_bits(self) -> int:
@@ -459,7 +489,7 @@ class NetGen:
         if self.p.learning_signal == "bp":
             above = self.layers[i + 1]
             inner = above.geometry.n_out
-            self.mems[f"l{i + 1}_w"].reads.append((lc, f"cnt_j * {CW}'d{n} + cnt_o"))
+            self.mems[f"l{i + 1}_w"].reads.append((lc, f"cnt_j * {self.cw}'d{n} + cnt_o"))
             a = self.sx(f"l{i + 1}_w_rd", above.fmts.weight)
             src = "err" if i + 1 == self.R else f"l{i + 1}_g"
             sfmt = above.fmts.error if i + 1 == self.R else above.fmts.learning_signal
@@ -467,23 +497,23 @@ class NetGen:
             b = self.sx(f"{src}_rd", sfmt)
         else:
             inner = self.p.num_classes
-            self.mems[f"l{i}_fb"].reads.append((lc, f"cnt_o * {CW}'d{inner} + cnt_j"))
+            self.mems[f"l{i}_fb"].reads.append((lc, f"cnt_o * {self.cw}'d{inner} + cnt_j"))
             a = self.sx(f"l{i}_fb_rd", f.feedback)
             self.mems["err"].reads.append((lc, "cnt_j"))
             e = self.sx("err_rd", self.layers[-1].fmts.error)
             if self.p.learning_signal == "sdfa":
-                neg = self.const(-1, 2)
-                pos = self.const(1, 2)
-                zero = self.const(0, 2)
-                b = self.mux(f"{e.name}[{e.w - 1}]", neg, self.mux(f"{e.name} != {e.w}'sd0", pos, zero))
+                b = None
+                minus = self.wire(f"-{self.ext(a, a.w + 1)}", a.w + 1)
+                term = self.mux(f"{e.name}[{e.w - 1}]", minus, self.mux(f"{e.name} != {e.w}'sd0", a, self.const(0)))
             else:
                 b = e
-        term = self.mul(a, b)
+        if b is not None:
+            term = self.mul(a, b)
         sw = term.w + clog2(inner) + 1
         self.decl.append(f"    reg signed [{sw - 1}:0] l{i}_bsum;")
         nxt = self.acc_add(V(f"l{i}_bsum", sw), term)
         self.seq[loop] = [f"if (pv) l{i}_bsum <= {nxt.name};",
-                          f"if (cnt_j == {CW}'d{inner} && pv) begin state <= {fin}; pv <= 1'b0; end else @LOOP:{inner}"]
+                          f"if (cnt_j == {self.cw}'d{inner} && pv) begin state <= {fin}; pv <= 1'b0; end else @LOOP:{inner}"]
         sig = self.req(V(f"l{i}_bsum", sw), sh["SH_SIG"], f.learning_signal, f"{lp.name}.learning_signal", fc)
         self.mems[f"l{i}_sig"].writes.append((fc, "cnt_o", sig))
         self.tr(fc, i, "learning_signal", "cnt_o", sig, True)
@@ -493,8 +523,8 @@ class NetGen:
             gq = self.req(prod, sh["SH_G"], f.learning_signal, f"{lp.name}.learning_signal", fc)
             self.mems[f"l{i}_g"].writes.append((fc, "cnt_o", gq))
             self.tr(fc, i, "grad", "cnt_o", gq, True)
-        self.seq[fin] = [f"if (cnt_o == {CW}'d{n - 1}) begin", "  @NEXT", "end else begin",
-                         f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {CW}'d0; pv <= 1'b0; l{i}_bsum <= 0; state <= {loop};",
+        self.seq[fin] = [f"if (cnt_o == {self.cw}'d{n - 1}) begin", "  @NEXT", "end else begin",
+                         f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; l{i}_bsum <= 0; state <= {loop};",
                          "end"]
 
     def phase_accumulate(self, lp) -> None:
@@ -510,7 +540,7 @@ class NetGen:
         sig_fmt = f.error if not lp.spiking else f.learning_signal
         self.mems[sig_mem].reads.append((whole, "cnt_o"))
         sig = self.sx(f"{sig_mem}_rd", sig_fmt)
-        a_pre_q = self.req(self.mul(self.const(c.alpha_pre), sig), sh["SH_A"], f.modulation,
+        a_pre_q = self.req(self.mulc(c.alpha_pre, sig), sh["SH_A"], f.modulation,
                            f"{lp.name}.modulation", c_fac)
         a_pre = self.sx(a_pre_q, f.modulation)
         mb = f.modulation.bits
@@ -528,34 +558,37 @@ class NetGen:
         self.tr(c_fac, i, "causal", "cnt_o", m_q, True)
         if noncausal:
             self.decl.append(f"    reg [{mb - 1}:0] l{i}_n;")
-            a_post = self.sx(self.req(self.mul(self.const(c.alpha_post), sig), sh["SH_A"], f.modulation,
+            a_post = self.sx(self.req(self.mulc(c.alpha_post, sig), sh["SH_A"], f.modulation,
                                       f"{lp.name}.modulation", c_fac), f.modulation)
             n_q = self.req(self.mul(a_post, self.sx(f"l{i}_pp_rd", f.post_trace)), sh["SH_N"], f.modulation,
                            f"{lp.name}.modulation", c_fac)
             fac.append(f"l{i}_n <= {n_q};")
             self.tr(c_fac, i, "noncausal", "cnt_o", n_q, True)
         self.seq[s_set] = [f"state <= {s_fac};"]
-        self.seq[s_fac] = fac + [f"state <= {s_loop}; cnt_j <= {CW}'d0; pv <= 1'b0;"]
+        self.seq[s_fac] = fac + [f"state <= {s_loop}; cnt_j <= {self.cw}'d0; pv <= 1'b0;"]
         # synapses
         m = self.sx(f"l{i}_m", f.modulation)
         acc_mem = self.mems[f"l{i}_acc"]
-        acc_mem.reads.append((c_loop, f"cnt_o * {CW}'d{n_in} + cnt_j"))
+        acc_mem.reads.append((c_loop, f"cnt_o * {self.cw}'d{n_in} + cnt_j"))
         self.mems[f"l{i}_q"].reads.append((c_loop, "cnt_j"))
         x, _ = self.layer_input(lp, "cnt_j", c_loop)
         q = self.sx(f"l{i}_q_rd", f.pre_trace)
         contrib = self.shl(self.mul(m, q), sh["SH_EC"])
         if noncausal:
-            contrib = self.add(contrib, self.shl(self.mul(self.sx(f"l{i}_n", f.modulation), x), sh["SH_EN"]))
+            n_v = self.sx(f"l{i}_n", f.modulation)
+            xbit = f"{'x0_rd' if i == 0 else f'l{i - 1}_s_rd'}[0]"
+            nx = self.mux(xbit, n_v, self.const(0)) if f.binary_input else self.mul(n_v, x)
+            contrib = self.add(contrib, self.shl(nx, sh["SH_EN"]))
         r = self.rnd(contrib, sh["SH_U"], f.update.rounding)
         acc_old = self.sx(f"(t_is_ws ? {f.update.bits}'d0 : l{i}_acc_rd)", f.update)
         en = f"({c_loop} && pv)"
         accq = self.req(self.add(acc_old, r), 0, f.update, f"{lp.name}.update", en)
-        acc_mem.writes.append((en, f"cnt_o * {CW}'d{n_in} + jd", accq))
-        self.tr(en, i, "acc_weight", f"cnt_o * {CW}'d{n_in} + jd", accq, True)
-        done_o = [f"if (cnt_o == {CW}'d{n_out - 1}) begin", "  @NEXT", "end else begin",
-                  f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {CW}'d0; pv <= 1'b0; state <= {s_set};", "end"]
+        acc_mem.writes.append((en, f"cnt_o * {self.cw}'d{n_in} + jd", accq))
+        self.tr(en, i, "acc_weight", f"cnt_o * {self.cw}'d{n_in} + jd", accq, True)
+        done_o = [f"if (cnt_o == {self.cw}'d{n_out - 1}) begin", "  @NEXT", "end else begin",
+                  f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; state <= {s_set};", "end"]
         after_loop = f"state <= {s_bias}; pv <= 1'b0;" if s_bias else None
-        self.seq[s_loop] = [f"if (cnt_j == {CW}'d{n_in} && pv) begin",
+        self.seq[s_loop] = [f"if (cnt_j == {self.cw}'d{n_in} && pv) begin",
                             *([f"  {after_loop}"] if after_loop else [f"  {line}" for line in done_o]),
                             f"end else @LOOP:{n_in}"]
         if s_bias:
@@ -580,7 +613,6 @@ class NetGen:
 
     def phase_write(self, lp) -> None:
         i, f, sh, g = lp.index, lp.fmts, lp.shifts, lp.geometry
-        eta = self.const(self.etas[i])
         for tensor, fmt, size, wsh, ash, mem, acc, lane, st_name in (
                 ("weight", f.weight, g.n_out * g.n_in, "SH_WW", "SH_WA", f"l{i}_w", f"l{i}_acc", f"l{i}_lane", "WL"),
                 ("bias", f.bias, g.n_out, "SH_BW", "SH_BA", f"l{i}_b", f"l{i}_accb", f"l{i}_blane", "WBL")):
@@ -601,12 +633,12 @@ class NetGen:
                 self.mems[lane].writes.append((en, "jd", word))
             w_old = self.sx(f"{mem}_rd", fmt)
             a = self.sx(f"{acc}_rd", f.update)
-            wide = self.add(self.shl(w_old, sh[wsh]), self.shl(self.mul(eta, a), sh[ash]), "-")
+            wide = self.add(self.shl(w_old, sh[wsh]), self.shl(self.mulc(self.etas[i], a), sh[ash]), "-")
             new = self.req(wide, sh[wsh], fmt, f"{lp.name}.{tensor}", en, word)
             self.mems[mem].writes.append((en, "jd", new))
             self.mems[acc].writes.append((en, "jd", f"{f.update.bits}'d0"))
             self.tr(en, i, f"new_{tensor}", "jd", new, True)
-            self.seq[st] = [f"if (cnt_j == {CW}'d{size} && pv) begin", "  @NEXT", f"end else @LOOP:{size}"]
+            self.seq[st] = [f"if (cnt_j == {self.cw}'d{size} && pv) begin", "  @NEXT", f"end else @LOOP:{size}"]
 
     # ---------------------------------------------------------------- text
     def render(self) -> str:
@@ -647,7 +679,7 @@ class NetGen:
         for k, name in enumerate(self.states):
             out.append(f"    localparam [{sw - 1}:0] {name} = {sw}'d{k};")
         out += [f"    reg [{sw - 1}:0] state;",
-                f"    reg [{CW - 1}:0] cnt_o, cnt_j, jd;",
+                f"    reg [{self.cw - 1}:0] cnt_o, cnt_j, jd;",
                 "    reg pv, tr;",
                 f"    reg [{self.tgt_bits - 1}:0] tgt;",
                 f"    wire t_is0 = (t_now == {tw}'d0);",
@@ -655,11 +687,11 @@ class NetGen:
                 f"    wire win = (t_now >= {tw}'d{self.ws});",
                 f"    wire wrs = {'win' if self.online else f'(t_now == {tw}' + chr(39) + f'd{self.T - 1})'};",
                 "    assign busy = (state != S_IDLE);",
-                f"    wire [{CW - 1}:0] in_addr_w = {{{{{CW - clog2(n0)}{{1'b0}}}}, in_addr}};"]
+                f"    wire [{self.cw - 1}:0] in_addr_w = {{{{{self.cw - clog2(n0)}{{1'b0}}}}, in_addr}};"]
         for m in self.mems.values():
             out.append(f"    wire [{m.width - 1}:0] {m.name}_rd;")
             out.append(f"    reg  [{m.width - 1}:0] {m.name}_wd;")
-            out.append(f"    reg  [{CW - 1}:0] {m.name}_ra, {m.name}_wa;")
+            out.append(f"    reg  [{self.cw - 1}:0] {m.name}_ra, {m.name}_wa;")
             out.append(f"    reg  {m.name}_we;")
         out += self.decl
         out += self.body
@@ -668,13 +700,13 @@ class NetGen:
             out.append(f"    stllr_ram #(.WIDTH({m.width}), .DEPTH({m.depth}), .INIT({init})) u_{m.name} "
                        f"(.clk(clk), .we({m.name}_we), .wa({m.name}_wa[{m.aw - 1}:0]), .wd({m.name}_wd), "
                        f".ra({m.name}_ra[{m.aw - 1}:0]), .rd({m.name}_rd));")
-            out.append(f"    wire unused_{m.name} = ^{{{m.name}_ra[{CW - 1}:{m.aw}], {m.name}_wa[{CW - 1}:{m.aw}]}};"
-                       if m.aw < CW else "")
+            out.append(f"    wire unused_{m.name} = ^{{{m.name}_ra[{self.cw - 1}:{m.aw}], {m.name}_wa[{self.cw - 1}:{m.aw}]}};"
+                       if m.aw < self.cw else "")
             out.append("    always @* begin")
-            out.append(f"        {m.name}_ra = {CW}'d0;")
+            out.append(f"        {m.name}_ra = {self.cw}'d0;")
             for cond, addr in m.reads:
                 out.append(f"        if ({cond}) {m.name}_ra = {addr};")
-            out.append(f"        {m.name}_we = 1'b0; {m.name}_wa = {CW}'d0; {m.name}_wd = {m.width}'d0;")
+            out.append(f"        {m.name}_we = 1'b0; {m.name}_wa = {self.cw}'d0; {m.name}_wd = {m.width}'d0;")
             for cond, addr, data in m.writes:
                 out.append(f"        if ({cond}) begin {m.name}_we = 1'b1; {m.name}_wa = {addr}; "
                            f"{m.name}_wd = {data}; end")
@@ -682,13 +714,16 @@ class NetGen:
         # overflow counters
         for k, name in enumerate(ovf_names):
             flags = self.ovf[name]
-            out.append(f"    reg [31:0] ovf_{k};  // {name}")
-            terms = " + ".join(f"{{31'd0, {fl} & ({en})}}" for fl, en in flags) or "32'd0"
-            out.append(f"    wire [31:0] ovf_inc_{k} = {terms};")
+            ob = self.ovf_bits
+            out.append(f"    reg [{ob - 1}:0] ovf_{k};  // {name}")
+            terms = " + ".join(f"{{2'd0, {fl} & ({en})}}" for fl, en in flags) or "3'd0"
+            out.append(f"    wire [2:0] ovf_inc_{k} = {terms};")
+            out.append(f"    wire [{ob}:0] ovf_sum_{k} = {{1'b0, ovf_{k}}} + {{{ob - 2}'d0, ovf_inc_{k}}};")
         out.append("    always @* begin")
         out.append("        case (ovf_sel)")
         for k in range(len(ovf_names)):
-            out.append(f"            {kw}'d{k}: ovf_count = ovf_{k};")
+            out.append(f"            {kw}'d{k}: ovf_count = {{{32 - self.ovf_bits}'d0, ovf_{k}}};"
+                       if self.ovf_bits < 32 else f"            {kw}'d{k}: ovf_count = ovf_{k};")
         out.append("            default: ovf_count = 32'd0;")
         out.append("        endcase")
         out.append("    end")
@@ -700,7 +735,7 @@ class NetGen:
                 f"    wire signed [{ysw - 1}:0] ysum_old = t_is_ws ? {ysw}'sd0 : ysum[cnt_o[YIW-1:0]];",
                 f"    wire signed [{ysw - 1}:0] ysum_new = ysum_old + $signed({{{{{ysw - yb}{{y_now[{yb - 1}]}}}}, y_now}});"]
         pred = [f"if (win) ysum[cnt_o[YIW-1:0]] <= ysum_new;",
-                f"if (t_now == {tw}'d{self.T - 1} && (cnt_o == {CW}'d0 || ysum_new > ybest)) begin",
+                f"if (t_now == {tw}'d{self.T - 1} && (cnt_o == {self.cw}'d0 || ysum_new > ybest)) begin",
                 "  ybest <= ysum_new; pred <= cnt_o[YIW-1:0];", "end"]
         # sequential control
         first_cond = self.phases
@@ -708,11 +743,13 @@ class NetGen:
                 "        step_done <= 1'b0;",
                 "        y_valid <= 1'b0;",
                 "        pred_valid <= 1'b0;",
-                *[f"        if (ovf_inc_{k} != 32'd0) ovf_{k} <= ovf_{k} + ovf_inc_{k};" for k in range(len(ovf_names))],
+                # saturating: a full counter reads all ones ("at least"), never wraps to a small count
+                *[f"        if (ovf_inc_{k} != 3'd0) ovf_{k} <= ovf_sum_{k}[{self.ovf_bits}] ? "
+                  f"{{{self.ovf_bits}{{1'b1}}}} : ovf_sum_{k}[{self.ovf_bits - 1}:0];" for k in range(len(ovf_names))],
                 "        if (rst) begin",
                 "            state <= S_IDLE; t_now <= 0; cnt_o <= 0; cnt_j <= 0; jd <= 0; pv <= 1'b0; tr <= 1'b0;",
                 "            tgt <= 0; y_idx <= 0; y_val <= 0; pred <= 0; ybest <= 0;",
-                *[f"            ovf_{k} <= 32'd0;" for k in range(len(ovf_names))],
+                *[f"            ovf_{k} <= {self.ovf_bits}'d0;" for k in range(len(ovf_names))],
                 "        end else begin",
                 "            case (state)",
                 "                S_IDLE: if (step_start) begin",
@@ -758,10 +795,9 @@ class NetGen:
         text = "\n".join(line for line in out if line != "") + "\n"
         return drop_unused(text)
 
-    @staticmethod
-    def loop_line(limit: int) -> str:
+    def loop_line(self, limit: int) -> str:
         """Issue the next address (cnt_j), its data arrive next clock (pv, jd)."""
-        return (f"begin if (cnt_j != {CW}'d{limit}) begin cnt_j <= cnt_j + 1'b1; pv <= 1'b1; jd <= cnt_j; end "
+        return (f"begin if (cnt_j != {self.cw}'d{limit}) begin cnt_j <= cnt_j + 1'b1; pv <= 1'b1; jd <= cnt_j; end "
                 "else pv <= 1'b0; end")
 
     def goto(self, idx: int, phases, indent: str) -> str:
@@ -769,7 +805,7 @@ class NetGen:
         expr = "S_END"
         for first, cond in reversed(phases[idx:]):
             expr = first if cond == "1'b1" else f"({cond}) ? {first} : {expr}"
-        return (f"begin state <= {expr}; cnt_o <= {CW}'d0; cnt_j <= {CW}'d0; pv <= 1'b0; "
+        return (f"begin state <= {expr}; cnt_o <= {self.cw}'d0; cnt_j <= {self.cw}'d0; pv <= 1'b0; "
                 + " ".join(f"l{lp.index}_sum <= 0;" for lp in self.layers)
                 + " ".join(f" l{i}_bsum <= 0;" for i in self.bsum_layers()) + " end")
 
