@@ -51,6 +51,7 @@ from core.overflow import overflow_code
 #: Tensor names of the overflow counters, per layer, in the integer model's spelling.
 SPIKING_TENSORS = ("current", "membrane", "psi", "post_trace", "pre_trace", "bias_trace", "learning_signal",
                    "modulation", "update", "bias_update", "weight", "bias")
+RECURRENT_TENSORS = ("rec_pre_trace", "rec_update", "rec_weight")
 READOUT_TENSORS = ("current", "membrane", "pre_trace", "bias_trace", "error", "modulation", "update",
                    "bias_update", "weight", "bias")
 
@@ -91,8 +92,8 @@ def rtl_network_support(model) -> str:
     """'' when the generated core implements this integer model, else the reason."""
     p = model.params
     for lp in p.layers:
-        if lp.kind not in ("linear", "readout"):
-            return f"layer {lp.index}: kind {lp.kind} (the core has dense and readout layers)"
+        if lp.kind not in ("linear", "recurrent", "readout"):
+            return f"layer {lp.index}: kind {lp.kind} (the core has dense, recurrent and readout layers)"
         for name in ("weight", "bias", "current", "membrane", "pre_trace", "post_trace", "psi", "update",
                      "modulation", "learning_signal", "error"):
             fmt = getattr(lp.fmts, name)
@@ -145,6 +146,9 @@ class NetGen:
         for lp in self.layers:
             for t in (SPIKING_TENSORS if lp.spiking else READOUT_TENSORS):
                 self.ovf[f"{lp.name}.{t}"] = []
+            if lp.kind == "recurrent":
+                for t in RECURRENT_TENSORS:
+                    self.ovf[f"{lp.name}.{t}"] = []
 
     # ---------------------------------------------------------------- datapath helpers
     def _new(self, prefix: str = "n") -> str:
@@ -286,8 +290,14 @@ class NetGen:
                     self.mem(f"l{i}_pp", f.post_trace.bits, n_out)
                 self.mem(f"l{i}_psi", f.psi.bits, n_out)
                 self.mem(f"l{i}_s", 1, n_out)
+            if lp.kind == "recurrent":  # W_rec, o[t-1] for the whole step, q_rec
+                self.mem(f"l{i}_rw", f.weight.bits, n_out * n_out, lp.rec_weight)
+                self.mem(f"l{i}_sp", 1, n_out)
+                self.mem(f"l{i}_qr", f.pre_trace.bits, n_out)
             if i in self.learners:
                 self.mem(f"l{i}_acc", f.update.bits, n_out * n_in, np.zeros(n_out * n_in))
+                if lp.kind == "recurrent":
+                    self.mem(f"l{i}_racc", f.update.bits, n_out * n_out, np.zeros(n_out * n_out))
                 if lp.bias is not None:
                     self.mem(f"l{i}_accb", f.update.bits, n_out, np.zeros(n_out))
                 from fixedpoint.network import lane_layout
@@ -295,6 +305,9 @@ class NetGen:
                 if f.weight.rounding == "stochastic":
                     first, count = layout[(i, "weight")]
                     self.mem(f"l{i}_lane", 32, count, self.model.lanes[first:first + count].astype(np.int64))
+                    if lp.kind == "recurrent":
+                        first, count = layout[(i, "rec_weight")]
+                        self.mem(f"l{i}_rlane", 32, count, self.model.lanes[first:first + count].astype(np.int64))
                 if lp.bias is not None and f.bias.rounding == "stochastic":
                     first, count = layout[(i, "bias")]
                     self.mem(f"l{i}_blane", 32, count, self.model.lanes[first:first + count].astype(np.int64))
@@ -311,7 +324,11 @@ class NetGen:
 
         # ------------------------------------------------ phases
         for lp in L:
+            if lp.kind == "recurrent":
+                self.phase_copy_spikes(lp)
             self.phase_pre(lp)
+            if lp.kind == "recurrent":
+                self.phase_rec_pre(lp)
             self.phase_forward(lp)
         if self.learners:
             self.phase_error()
@@ -363,6 +380,35 @@ class NetGen:
             self.seq[st].insert(0, f"if (cnt_j == {self.cw}'d0 && !pv) l{i}_qb <= {qb};")
             self.tr(en_b, i, "bias_trace", f"{self.cw}'d0", qb, False)
 
+    def phase_copy_spikes(self, lp) -> None:
+        """o[t-1] of a recurrent layer into its own memory before this step overwrites the spikes
+        (zero at t = 0): the recurrent current, q_rec and the non-causal term read it."""
+        i, n = lp.index, lp.geometry.n_out
+        st = self.state(f"S_CPY{i}")
+        self.phases.append((st, "1'b1"))
+        cond = f"(state == {st})"
+        self.mems[f"l{i}_s"].reads.append((cond, "cnt_j"))
+        en = f"({cond} && pv)"
+        self.mems[f"l{i}_sp"].writes.append((en, "jd", f"(t_is0 ? 1'b0 : l{i}_s_rd)"))
+        self.seq[st] = [f"if (cnt_j == {self.cw}'d{n} && pv) begin", "  @NEXT", f"end else @LOOP:{n}"]
+
+    def phase_rec_pre(self, lp) -> None:
+        """q_rec_k = round(lambda_pre q_rec_k + o_k[t-1]) (training only; the bias-trace shifts)."""
+        i, f, c, sh, n = lp.index, lp.fmts, lp.const, lp.shifts, lp.geometry.n_out
+        st = self.state(f"S_PRER{i}")
+        self.phases.append((st, "tr"))
+        cond = f"(state == {st})"
+        for name in ("qr", "sp"):
+            self.mems[f"l{i}_{name}"].reads.append((cond, "cnt_j"))
+        old = self.sx(f"(t_is0 ? {f.pre_trace.bits}'d0 : l{i}_qr_rd)", f.pre_trace)
+        spike = self.wire(f"$signed({{1'b0, l{i}_sp_rd}})", 2)
+        wide = self.add(self.shl(self.mulc(c.lambda_pre, old), sh["SH_QB_DEC"]), self.shl(spike, sh["SH_QB_IN"]))
+        en = f"({cond} && pv)"
+        q = self.req(wide, sh["SH_QB"], f.pre_trace, f"{lp.name}.rec_pre_trace", en)
+        self.mems[f"l{i}_qr"].writes.append((en, "jd", q))
+        self.tr(en, i, "rec_pre_trace", "jd", q, False)
+        self.seq[st] = [f"if (cnt_j == {self.cw}'d{n} && pv) begin", "  @NEXT", f"end else @LOOP:{n}"]
+
     def phase_forward(self, lp) -> None:
         i, f, c, sh, g = lp.index, lp.fmts, lp.const, lp.shifts, lp.geometry
         n_in, n_out = g.n_in, g.n_out
@@ -383,15 +429,35 @@ class NetGen:
         sw = term.w + clog2(n_in) + 1
         self.decl.append(f"    reg signed [{sw - 1}:0] l{i}_sum;")
         nxt = self.acc_add(V(f"l{i}_sum", sw), term)
+        rec = lp.kind == "recurrent"
+        after_cur = neu_st
+        if rec:
+            rcur_st = self.state(f"S_RCUR{i}")
+            after_cur = rcur_st
+            rc = f"(state == {rcur_st})"
+            both = f"({cur} || {rc} || {neu})"
+            self.mems[f"l{i}_rw"].reads.append((rc, f"cnt_o * {self.cw}'d{n_out} + cnt_j"))
+            self.mems[f"l{i}_sp"].reads.append((rc, "cnt_j"))
+            rterm = self.mux(f"l{i}_sp_rd", self.sx(f"l{i}_rw_rd", f.weight), self.const(0))
+            rsw = rterm.w + clog2(n_out) + 1
+            self.decl.append(f"    reg signed [{rsw - 1}:0] l{i}_rsum;")
+            rnxt = self.acc_add(V(f"l{i}_rsum", rsw), rterm)
+            self.seq[rcur_st] = [
+                f"if (pv) l{i}_rsum <= {rnxt.name};",
+                f"if (cnt_j == {self.cw}'d{n_out} && pv) begin state <= {neu_st}; pv <= 1'b0; end "
+                f"else @LOOP:{n_out}"]
         self.seq[cur_st] = [
             f"if (pv) l{i}_sum <= {nxt.name};",
-            f"if (cnt_j == {self.cw}'d{n_in} && pv) begin state <= {neu_st}; pv <= 1'b0; end else @LOOP:{n_in}",
+            f"if (cnt_j == {self.cw}'d{n_in} && pv) begin state <= {after_cur}; pv <= 1'b0; cnt_j <= {self.cw}'d0; "
+            f"end else @LOOP:{n_in}",
         ]
         # neuron update (one clock)
         for name in ("v", "b", "p"):
             if f"l{i}_{name}" in self.mems:
                 self.mems[f"l{i}_{name}"].reads.append((both, "cnt_o"))
         wide = self.shl(V(f"l{i}_sum", sw), sh["SH_W_CUR"])
+        if rec:
+            wide = self.add(wide, self.shl(V(f"l{i}_rsum", rsw), sh["SH_REC_CUR"]))
         if lp.bias is not None:
             wide = self.add(wide, self.shl(self.sx(f"l{i}_b_rd", f.bias), sh["SH_B_CUR"]))
         curq = self.req(wide, sh["SH_CUR"], f.current, f"{lp.name}.current", neu)
@@ -404,7 +470,8 @@ class NetGen:
         self.tr(neu, i, "u", "cnt_o", uq, True)
         last_o = f"cnt_o == {self.cw}'d{n_out - 1}"
         next_o = [f"if ({last_o}) begin", "  @NEXT", "end else begin",
-                  f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; l{i}_sum <= 0; state <= {cur_st};",
+                  f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; l{i}_sum <= 0; state <= {cur_st};"
+                  + (f" l{i}_rsum <= 0;" if rec else ""),
                   "end"]
         if not lp.spiking:
             self.mems[f"l{i}_v"].writes.append((neu, "cnt_o", uq))
@@ -531,11 +598,13 @@ class NetGen:
         i, f, c, sh, g = lp.index, lp.fmts, lp.const, lp.shifts, lp.geometry
         n_in, n_out = g.n_in, g.n_out
         s_set, s_fac, s_loop = self.state(f"S_AS{i}"), self.state(f"S_AF{i}"), self.state(f"S_AL{i}")
+        s_rec = self.state(f"S_ALR{i}") if lp.kind == "recurrent" else None
         s_bias = self.state(f"S_AB{i}") if lp.bias is not None else None
         self.phases.append((s_set, "tr && win"))
         c_set, c_fac, c_loop = (f"(state == {s})" for s in (s_set, s_fac, s_loop))
         c_bias = f"(state == {s_bias})" if s_bias else "1'b0"
-        whole = f"({c_set} || {c_fac} || {c_loop} || {c_bias})"
+        c_rec = f"(state == {s_rec})" if s_rec else "1'b0"
+        whole = f"({c_set} || {c_fac} || {c_loop} || {c_rec} || {c_bias})"
         sig_mem = "err" if not lp.spiking else f"l{i}_sig"
         sig_fmt = f.error if not lp.spiking else f.learning_signal
         self.mems[sig_mem].reads.append((whole, "cnt_o"))
@@ -587,10 +656,29 @@ class NetGen:
         self.tr(en, i, "acc_weight", f"cnt_o * {self.cw}'d{n_in} + jd", accq, True)
         done_o = [f"if (cnt_o == {self.cw}'d{n_out - 1}) begin", "  @NEXT", "end else begin",
                   f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; state <= {s_set};", "end"]
-        after_loop = f"state <= {s_bias}; pv <= 1'b0;" if s_bias else None
+        after_bias = f"state <= {s_bias}; pv <= 1'b0;" if s_bias else None
+        after_loop = f"state <= {s_rec}; pv <= 1'b0; cnt_j <= {self.cw}'d0;" if s_rec else after_bias
         self.seq[s_loop] = [f"if (cnt_j == {self.cw}'d{n_in} && pv) begin",
                             *([f"  {after_loop}"] if after_loop else [f"  {line}" for line in done_o]),
                             f"end else @LOOP:{n_in}"]
+        if s_rec:  # recurrent synapses: pre-synaptic o[t-1] and q_rec
+            racc = self.mems[f"l{i}_racc"]
+            racc.reads.append((c_rec, f"cnt_o * {self.cw}'d{n_out} + cnt_j"))
+            for name in ("qr", "sp"):
+                self.mems[f"l{i}_{name}"].reads.append((c_rec, "cnt_j"))
+            contrib = self.shl(self.mul(m, self.sx(f"l{i}_qr_rd", f.pre_trace)), sh["SH_EC_REC"])
+            if noncausal:
+                nx = self.mux(f"l{i}_sp_rd", self.sx(f"l{i}_n", f.modulation), self.const(0))
+                contrib = self.add(contrib, self.shl(nx, sh["SH_EN_REC"]))
+            r = self.rnd(contrib, sh["SH_U_REC"], f.update.rounding)
+            old = self.sx(f"(t_is_ws ? {f.update.bits}'d0 : l{i}_racc_rd)", f.update)
+            en = f"({c_rec} && pv)"
+            rq = self.req(self.add(old, r), 0, f.update, f"{lp.name}.rec_update", en)
+            racc.writes.append((en, f"cnt_o * {self.cw}'d{n_out} + jd", rq))
+            self.tr(en, i, "acc_rec_weight", f"cnt_o * {self.cw}'d{n_out} + jd", rq, True)
+            self.seq[s_rec] = [f"if (cnt_j == {self.cw}'d{n_out} && pv) begin",
+                               *([f"  {after_bias}"] if after_bias else [f"  {line}" for line in done_o]),
+                               f"end else @LOOP:{n_out}"]
         if s_bias:
             self.mems[f"l{i}_accb"].reads.append((whole, "cnt_o"))
             if self.p.bias_update == "reference":
@@ -615,8 +703,10 @@ class NetGen:
         i, f, sh, g = lp.index, lp.fmts, lp.shifts, lp.geometry
         for tensor, fmt, size, wsh, ash, mem, acc, lane, st_name in (
                 ("weight", f.weight, g.n_out * g.n_in, "SH_WW", "SH_WA", f"l{i}_w", f"l{i}_acc", f"l{i}_lane", "WL"),
+                ("rec_weight", f.weight, g.n_out * g.n_out, "SH_WW", "SH_WA", f"l{i}_rw", f"l{i}_racc",
+                 f"l{i}_rlane", "WRL"),
                 ("bias", f.bias, g.n_out, "SH_BW", "SH_BA", f"l{i}_b", f"l{i}_accb", f"l{i}_blane", "WBL")):
-            if tensor == "bias" and lp.bias is None:
+            if (tensor == "bias" and lp.bias is None) or (tensor == "rec_weight" and lp.kind != "recurrent"):
                 continue
             st = self.state(f"S_{st_name}{i}")
             self.phases.append((st, "tr && wrs"))
@@ -807,6 +897,7 @@ class NetGen:
             expr = first if cond == "1'b1" else f"({cond}) ? {first} : {expr}"
         return (f"begin state <= {expr}; cnt_o <= {self.cw}'d0; cnt_j <= {self.cw}'d0; pv <= 1'b0; "
                 + " ".join(f"l{lp.index}_sum <= 0;" for lp in self.layers)
+                + "".join(f" l{lp.index}_rsum <= 0;" for lp in self.layers if lp.kind == "recurrent")
                 + " ".join(f" l{i}_bsum <= 0;" for i in self.bsum_layers()) + " end")
 
     def bsum_layers(self):

@@ -29,9 +29,9 @@ from rtl_export.netgen import NetGen, clog2, hex_words
 RTL_DIR = Path(__file__).resolve().parent.parent / "rtl"
 RTL_FILES = ("stllr_ram.v", "stllr_requant.v", "stllr_xorshift32.v")
 #: Step order of the compared tensors (forward, then the learning phases).
-FORWARD = ("current", "u", "spikes", "membrane", "psi", "post_trace", "pre_trace", "bias_trace")
-LEARNING = ("error", "learning_signal", "grad", "causal", "noncausal", "acc_weight", "acc_bias", "new_weight",
-            "new_bias")
+FORWARD = ("current", "u", "spikes", "membrane", "psi", "post_trace", "pre_trace", "bias_trace", "rec_pre_trace")
+LEARNING = ("error", "learning_signal", "grad", "causal", "noncausal", "acc_weight", "acc_rec_weight", "acc_bias",
+            "new_weight", "new_rec_weight", "new_bias")
 
 
 class NetSimError(RuntimeError):
@@ -87,6 +87,8 @@ def testbench(gen: NetGen, samples: int) -> str:
         dumps.append(f'        $writememh("out_l{lp.index}_w.hex", dut.u_l{lp.index}_w.mem);')
         if lp.bias is not None:
             dumps.append(f'        $writememh("out_l{lp.index}_b.hex", dut.u_l{lp.index}_b.mem);')
+        if lp.kind == "recurrent":
+            dumps.append(f'        $writememh("out_l{lp.index}_r.hex", dut.u_l{lp.index}_rw.mem);')
     n_ovf = len(gen.ovf)
     kw = clog2(n_ovf + 1)
     return f"""// tb_stllr_net: drives the generated core with inputs.hex / labels.hex / modes.hex
@@ -347,10 +349,12 @@ def _compare_final(model, build: Path, gen: NetGen) -> tuple[Mismatch | None, in
     """Weights and biases after the run, read back from the core's memories."""
     checked = 0
     for lp in model.params.layers:
-        for tensor, fmt, value in (("weight", lp.fmts.weight, lp.weight), ("bias", lp.fmts.bias, lp.bias)):
+        for tensor, fmt, value in (("weight", lp.fmts.weight, lp.weight), ("bias", lp.fmts.bias, lp.bias),
+                                   ("rec_weight", lp.fmts.weight, lp.rec_weight)):
             if value is None:
                 continue
-            got = _read_hex(build / f"out_l{lp.index}_{tensor[0]}.hex", fmt.bits, fmt.signed)
+            got = _read_hex(build / f"out_l{lp.index}_{'r' if tensor == 'rec_weight' else tensor[0]}.hex",
+                            fmt.bits, fmt.signed)
             want = np.asarray(value).reshape(-1)
             got = got[:want.size]
             bad = np.nonzero(got != want)[0]

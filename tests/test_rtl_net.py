@@ -10,7 +10,9 @@ Cases (rtl/configs/): ``layer_w4_m12`` (12-8-3: hard reset, rational Psi LUT, st
 write from xorshift32 lanes, online update, exact bias, wrapping accumulator),
 ``net_3layer_u8`` (8-6-5-3, u4.0 multi-bit input, two hidden layers, BP through two
 transposed weight matrices; also DFA and sDFA with the feedback matrix in ROM),
-``net_overflow`` (narrow formats: a dozen tensors saturate or wrap), ``layer_w8_m16``.
+``net_overflow`` (narrow formats: a dozen tensors saturate or wrap), ``layer_w8_m16``,
+``net_recurrent`` (10-7(recurrent)-6-3: W_rec o[t-1], q_rec, the recurrent accumulator and
+its stochastic write; BP, and sDFA with a batch update).
 Verilator for the larger builds, Icarus for quick ones; both simulators run the same
 testbench. The 64-128-10 digits network for a whole training pass is behind
 ``STLLR_RTL_LONG=1`` (bench/rtl_digits_training.py measures it).
@@ -63,6 +65,8 @@ def _run(name: str, tool: str, tmp_path, samples: int = 3, density: float = 0.5,
     ("net_3layer_u8", "verilator", {"learning_signal": "sdfa"}),
     ("net_3layer_u8", "icarus", {"learning_signal": "dfa"}),
     ("layer_w8_m16", "icarus", {}),
+    ("net_recurrent", "icarus", {}),
+    ("net_recurrent", "verilator", {"learning_signal": "sdfa", "update": "batch"}),
 ])
 def test_core_is_bit_exact(name, tool, learning, tmp_path):
     config, model, run = _run(name, tool, tmp_path, **learning)
@@ -114,7 +118,7 @@ def test_a_different_model_is_found_and_named(tmp_path):
     assert m.rtl != m.model
 
 
-@pytest.mark.parametrize("name, learning", [("layer_w4_m12", {}), ("net_3layer_u8", {}),
+@pytest.mark.parametrize("name, learning", [("layer_w4_m12", {}), ("net_3layer_u8", {}), ("net_recurrent", {}),
                                             ("net_3layer_u8", {"learning_signal": "dfa"}),
                                             ("net_overflow", {}), ("layer_defaults", {})])
 def test_generated_core_is_lint_clean(name, learning, tmp_path):
@@ -156,11 +160,13 @@ def test_cli_sim_net_bit_exact(tmp_path, capsys):
     assert (tmp_path / "b" / "icarus" / "stllr_net.v").is_file()
 
 
-def _recurrent(tmp_path):
+def _conv(tmp_path):
     from tests.conftest import with_value, write_yaml
 
     data = config_to_dict(_config("net_3layer_u8"))
-    return write_yaml(tmp_path, with_value(data, "network.layers.1.kind", "recurrent"))
+    data = with_value(data, "network.input_shape", [1, 4, 4])
+    data = with_value(data, "network.layers.0", {"kind": "conv2d", "channels": 2, "kernel": 3, "padding": 1})
+    return write_yaml(tmp_path, data)
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -170,7 +176,7 @@ def _recurrent(tmp_path):
     (["--tools", "modelsim"], ["--tools", "modelsim"]),
     (["--layer", "1"], ["--layer"]),
     (["GOLDEN"], ["either", "--net"]),
-    (["RECURRENT"], ["does not support", "recurrent"]),
+    (["CONV"], ["does not support", "conv2d"]),
     (["BUILD_FULL"], ["--build"]),
     (["MISSING"], ["nope.yaml"]),
 ])
@@ -184,8 +190,8 @@ def test_cli_sim_net_refuses_bad_input(argv, words, tmp_path, capsys):
     extra = list(argv)
     if extra == ["GOLDEN"]:
         extra = [str(tmp_path), str(tmp_path)]
-    elif extra == ["RECURRENT"]:
-        net, extra = _recurrent(tmp_path), []
+    elif extra == ["CONV"]:
+        net, extra = _conv(tmp_path), []
     elif extra == ["BUILD_FULL"]:
         build.mkdir()
         (build / "keep.txt").write_text("x")
