@@ -21,6 +21,7 @@ testbench. The 64-128-10 digits network for a whole training pass is behind
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -203,3 +204,52 @@ def test_cli_sim_net_refuses_bad_input(argv, words, tmp_path, capsys):
     assert code == 2, (out, err)
     assert len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--ovf-bits", "2"], ["--ovf-bits"]),
+    (["--freq", "0"], ["--freq"]),
+    (["OUT_FULL"], ["--out"]),
+    (["CONV"], ["does not support", "conv2d"]),
+])
+def test_cli_synth_refuses_bad_input(argv, words, tmp_path, capsys):
+    from rtl_export.cli import main
+    from tests.conftest import run_cli
+
+    net, out, extra = CONFIGS / "layer_w4_m12.yaml", tmp_path / "out", list(argv)
+    if extra == ["OUT_FULL"]:
+        out.mkdir()
+        (out / "keep.txt").write_text("x")
+        extra = []
+    elif extra == ["CONV"]:
+        net, extra = _conv(tmp_path), []
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    code, _, err = run_cli(main, capsys, "synth", "--net", net, "--out", out, *extra)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and all(w in err for w in words), err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("STLLR_RTL_LONG") != "1", reason="long run (about 2 min): set STLLR_RTL_LONG=1")
+def test_synth_places_and_routes_a_small_core(tmp_path, capsys):
+    """12-32-3 in the layer_w4_m12 recipe fits the UP5K (16-bit overflow counters)."""
+    import json
+
+    import yaml
+
+    from rtl_export.cli import main
+    from tests.conftest import run_cli
+
+    if missing("yosys") or shutil.which("nextpnr-ice40") is None:
+        pytest.skip("apt-get install -y yosys nextpnr-ice40 fpga-icestorm")
+    data = yaml.safe_load((CONFIGS / "layer_w4_m12.yaml").read_text())
+    data["network"]["layers"][0]["size"] = 32
+    net = tmp_path / "h32.yaml"
+    net.write_text(yaml.safe_dump(data))
+    code, out, err = run_cli(main, capsys, "synth", "--net", net, "--out", tmp_path / "s", "--ovf-bits", 16)
+    assert code == 0, err
+    report = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert report["fits"] and report["nextpnr"]["fmax_mhz"] > 1
+    lc = report["nextpnr"]["utilisation"]["ICESTORM_LC"]
+    assert lc["used"] <= lc["available"] == 5280
+    assert report["yosys"]["dsp"] <= 8 and report["yosys"]["bram_blocks"] <= 30
