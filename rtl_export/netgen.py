@@ -57,6 +57,11 @@ READOUT_TENSORS = ("current", "membrane", "pre_trace", "bias_trace", "error", "m
 
 
 def clog2(n: int) -> int:
+    """Address bits of n words (at least 1).
+
+    >>> [clog2(n) for n in (1, 2, 3, 8, 9, 128)]
+    [1, 1, 2, 3, 4, 7]
+    """
     return max(1, math.ceil(math.log2(n))) if n > 1 else 1
 
 
@@ -83,6 +88,11 @@ class Mem:
 
 
 def hex_words(values, bits: int) -> str:
+    """$readmemh text: one word per line, two's complement masked to ``bits``.
+
+    >>> hex_words([3, -1, -128], 8)
+    '03\\nff\\n80\\n'
+    """
     digits = (bits + 3) // 4
     mask = (1 << bits) - 1
     return "".join(f"{int(v) & mask:0{digits}x}\n" for v in np.asarray(values).reshape(-1))
