@@ -396,3 +396,64 @@ def check_build_dir(build: Path) -> None:
     if any(ch in text for ch in '"\\') or any(ord(ch) < 32 for ch in text):
         from core.errors import InputError
         raise InputError(f"--build {text!r:.60}: a quote, backslash or control character in the path")
+
+
+def run_cocotb(model, x: np.ndarray, labels: np.ndarray, train: np.ndarray, window: int, build: Path,
+               reference=None) -> dict:
+    """Icarus + cocotb (rtl/cocotb_stllr_net.py): the core driven through its ports from
+    Python, every readout value y of every step, the predictions and the overflow
+    counters compared with the integer model run on the same samples (``reference``, by
+    default ``model``, whose weights the core is built from). Returns the
+    bench's summary (cycles, checks, errors); NetSimError when the bench did not run."""
+    import json
+    import sys
+
+    from cocotb_tools.runner import get_results, get_runner
+
+    samples, steps = x.shape[0], x.shape[1]
+    x = x.reshape(samples, steps, -1)
+    codes = model.quantize_input(x)
+    train = np.asarray(train, bool)
+    build = Path(build).resolve()
+    if build.exists():
+        shutil.rmtree(build)
+    gen = write_build(model, codes, np.asarray(labels, np.int64), train, steps, window, build)
+    names = list(gen.ovf)
+    model = model if reference is None else reference
+    before = {name: model.overflow.events(name) for name in names}
+    ys, preds = [], []
+    for s in range(samples):
+        result = model.run(x[s:s + 1], labels[s:s + 1], train=bool(train[s]))
+        ys.append(result.readout[0].tolist())
+        preds.append(int(result.prediction[0]))
+    spec = {"samples": samples, "steps": steps, "n_in": codes.shape[-1], "classes": gen.p.num_classes,
+            "y_bits": gen.layers[-1].fmts.membrane.bits, "inputs": codes.tolist(),
+            "labels": [int(v) for v in labels], "modes": [int(v) for v in train], "y": ys, "predictions": preds,
+            "overflow": [[name, model.overflow.events(name) - before[name]] for name in names]}
+    (build / "expected.json").write_text(json.dumps(spec))
+    runner = get_runner("icarus")
+    try:
+        runner.build(sources=[build / n for n in (*RTL_FILES, "stllr_net.v")], hdl_toplevel=gen.top,
+                     build_dir=build / "sim", timescale=("1ns", "1ps"), always=True, log_file=build / "build.log")
+    except (RuntimeError, SystemExit, subprocess.SubprocessError) as error:
+        raise NetSimError(f"icarus build failed ({error})") from None
+    summary, results = build / "summary.json", build / "results.xml"
+    env = {"STLLR_NET_EXPECTED": str(build / "expected.json"), "STLLR_SUMMARY": str(summary)}
+    added = str(RTL_DIR) not in sys.path
+    if added:
+        sys.path.append(str(RTL_DIR))
+    try:
+        runner.test(hdl_toplevel=gen.top, test_module="cocotb_stllr_net", test_dir=build, build_dir=build / "sim",
+                    extra_env=env, results_xml=str(results), log_file=build / "sim.log", timescale=("1ns", "1ps"))
+    except (SystemExit, RuntimeError):
+        pass  # the verdict is in results.xml and the summary
+    finally:
+        if added:
+            sys.path.remove(str(RTL_DIR))
+    try:
+        _, failures = get_results(results)
+        data = json.loads(summary.read_text())
+    except Exception as error:  # noqa: BLE001 - no results: the simulator died
+        raise NetSimError(f"icarus/cocotb produced no results ({error}); see {build / 'sim.log'}") from None
+    data["failures"] = failures
+    return data
