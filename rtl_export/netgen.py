@@ -461,7 +461,12 @@ class NetGen:
             f"if (cnt_j == {self.cw}'d{n_in} && pv) begin state <= {after_cur}; pv <= 1'b0; cnt_j <= {self.cw}'d0; "
             f"end else @LOOP:{n_in}",
         ]
-        # neuron update (one clock)
+        # neuron update, three clocks: A current; B membrane, spike, reset; C Psi, post-trace
+        neu_b = self.state(f"S_NEUB{i}")
+        neu_c = self.state(f"S_NEUC{i}") if lp.spiking else None
+        nb = f"(state == {neu_b})"
+        nc = f"(state == {neu_c})" if neu_c else "1'b0"
+        both = f"({both} || {nb} || {nc})"
         for name in ("v", "b", "p"):
             if f"l{i}_{name}" in self.mems:
                 self.mems[f"l{i}_{name}"].reads.append((both, "cnt_o"))
@@ -471,12 +476,15 @@ class NetGen:
         if lp.bias is not None:
             wide = self.add(wide, self.shl(self.sx(f"l{i}_b_rd", f.bias), sh["SH_B_CUR"]))
         curq = self.req(wide, sh["SH_CUR"], f.current, f"{lp.name}.current", neu)
-        cur_v = self.sx(curq, f.current)
+        self.decl.append(f"    reg [{f.current.bits - 1}:0] l{i}_cur;")
+        self.tr(neu, i, "current", "cnt_o", curq, True)
+        self.seq[neu_st] = [f"l{i}_cur <= {curq};", f"state <= {neu_b};"]
+        cur_v = self.sx(f"l{i}_cur", f.current)
         v_old = self.sx(f"(t_is0 ? {f.membrane.bits}'d0 : l{i}_v_rd)", f.membrane)
         wide = self.add(self.shl(self.mulc(c.beta, v_old), sh["SH_BV"]), self.shl(cur_v, sh["SH_CM"]))
+        neu = nb  # stage B from here
         uq = self.req(wide, sh["SH_MEM"], f.membrane, f"{lp.name}.membrane", neu)
         u = self.sx(uq, f.membrane)
-        self.tr(neu, i, "current", "cnt_o", curq, True)
         self.tr(neu, i, "u", "cnt_o", uq, True)
         last_o = f"cnt_o == {self.cw}'d{n_out - 1}"
         next_o = [f"if ({last_o}) begin", "  @NEXT", "end else begin",
@@ -486,8 +494,8 @@ class NetGen:
         if not lp.spiking:
             self.mems[f"l{i}_v"].writes.append((neu, "cnt_o", uq))
             self.decl.append(f"    wire [{f.membrane.bits - 1}:0] y_now = {uq};")
-            self.seq[neu_st] = ["y_valid <= 1'b1;", "y_idx <= cnt_o[YIW-1:0];", f"y_val <= {uq};",
-                                "@PRED"] + next_o
+            self.seq[neu_b] = ["y_valid <= 1'b1;", "y_idx <= cnt_o[YIW-1:0];", f"y_val <= {uq};",
+                               "@PRED"] + next_o
             self.y_bits = f.membrane.bits
             return
         z = self.add(u, self.const(c.theta), "-")
@@ -502,6 +510,10 @@ class NetGen:
         self.mems[f"l{i}_s"].writes.append((neu, "cnt_o", spike))
         self.tr(neu, i, "spikes", "cnt_o", spike, False)
         self.tr(neu, i, "membrane", "cnt_o", vq, True)
+        self.decl.append(f"    reg [{f.membrane.bits - 1}:0] l{i}_u;")
+        self.seq[neu_b] = [f"l{i}_u <= {uq};", f"state <= {neu_c};"]
+        neu = nc  # stage C: Psi and the post-trace from the registered u
+        z = self.add(self.sx(f"l{i}_u", f.membrane), self.const(c.theta), "-")
         ntr = f"({neu} && tr)"
         absz = self.mux(f"{z.name}[{z.w - 1}]", self.wire(f"-{self.ext(z, z.w + 1)}", z.w + 1), z)
         if c.psi_kind == "triangle":
@@ -534,7 +546,7 @@ class NetGen:
             self.mems[f"l{i}_pp"].writes.append((ntr, "cnt_o", p_old_raw))
         self.tr(ntr, i, "psi", "cnt_o", psiq, False)
         self.tr(ntr, i, "post_trace", "cnt_o", pq, False)
-        self.seq[neu_st] = next_o
+        self.seq[neu_c] = next_o
 
     def phase_error(self) -> None:
         lp = self.layers[-1]
