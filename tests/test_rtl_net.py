@@ -67,6 +67,7 @@ def _run(name: str, tool: str, tmp_path, samples: int = 3, density: float = 0.5,
     ("net_3layer_u8", "icarus", {"learning_signal": "dfa"}),
     ("layer_w8_m16", "icarus", {}),
     ("net_recurrent", "icarus", {}),
+    ("net_3layer_u8", "icarus", {"rule": "readout_only"}),
     ("net_recurrent", "verilator", {"learning_signal": "sdfa", "update": "batch"}),
 ])
 def test_core_is_bit_exact(name, tool, learning, tmp_path):
