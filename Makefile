@@ -12,16 +12,16 @@ $(STAMP): pyproject.toml
 	# CPU build of torch first: a looser pin would pull a multi-GB CUDA wheel.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[test]'
-	@# RTL tools for tests/test_rtl_sim.py (skipped with a message while missing)
-	@missing=""; for tool in iverilog verilator yosys; do \
+	@# RTL tools for tests/test_rtl_sim.py, tests/test_rtl_net.py and rtl-export synth (skipped with a message while missing)
+	@missing=""; for tool in iverilog verilator yosys nextpnr-ice40; do \
 	  command -v $$tool >/dev/null 2>&1 || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing RTL tools:$$missing"; \
-	    (apt-get update -qq && apt-get install -y -qq iverilog verilator yosys >/dev/null) || \
+	    (apt-get update -qq && apt-get install -y -qq iverilog verilator yosys nextpnr-ice40 fpga-icestorm >/dev/null) || \
 	      { echo "apt-get failed: the RTL simulation tests will be skipped"; [ -z "$$CI" ] || exit 1; }; \
 	  else \
-	    echo "RTL tools missing:$$missing; install with: sudo apt-get update && sudo apt-get install -y iverilog verilator yosys"; \
+	    echo "RTL tools missing:$$missing; install with: sudo apt-get update && sudo apt-get install -y iverilog verilator yosys nextpnr-ice40 fpga-icestorm"; \
 	  fi; \
 	fi
 	touch $(STAMP)
