@@ -101,7 +101,14 @@ def hex_words(values, bits: int) -> str:
 def rtl_network_support(model) -> str:
     """'' when the generated core implements this integer model, else the reason."""
     p = model.params
+    if p.loss != "mse":
+        return f"learning.loss = {p.loss!r} (the core computes the mse error y - onehot)"
+    if p.optimizer.kind != "sgd":
+        return f"train.optimizer = {p.optimizer.kind!r} (the core writes W - eta acc, sgd)"
     for lp in p.layers:
+        if lp.spiking and lp.const.psi_kind == "rational" and lp.fmts.psi_lut.kind != "uniform":
+            return (f"layer {lp.index}: psi_lut kind {lp.fmts.psi_lut.kind!r} (the core indexes a uniform table: "
+                    "set quant.psi_lut: {kind: uniform, ...})")
         if lp.kind not in ("linear", "recurrent", "readout"):
             return f"layer {lp.index}: kind {lp.kind} (the core has dense, recurrent and readout layers)"
         for name in ("weight", "bias", "current", "membrane", "pre_trace", "post_trace", "psi", "update",

@@ -175,6 +175,12 @@ def _conv(tmp_path):
     return write_yaml(tmp_path, data)
 
 
+def _changed(tmp_path, dotted: str, value):
+    from tests.conftest import with_value, write_yaml
+
+    return write_yaml(tmp_path, with_value(config_to_dict(_config("net_3layer_u8")), dotted, value))
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--samples", "0"], ["--samples"]),
     (["--steps", "0"], ["--steps"]),
@@ -185,6 +191,8 @@ def _conv(tmp_path):
     (["CONV"], ["does not support", "conv2d"]),
     (["BUILD_FULL"], ["--build"]),
     (["MISSING"], ["nope.yaml"]),
+    (["CE"], ["does not support", "learning.loss = 'ce'"]),
+    (["LION"], ["does not support", "train.optimizer = 'lion'"]),
 ])
 def test_cli_sim_net_refuses_bad_input(argv, words, tmp_path, capsys):
     """One line, exit 2, nothing written (the --build folder stays as it was)."""
@@ -204,6 +212,10 @@ def test_cli_sim_net_refuses_bad_input(argv, words, tmp_path, capsys):
         extra = []
     elif extra == ["MISSING"]:
         net, extra = tmp_path / "nope.yaml", []
+    elif extra == ["CE"]:
+        net, extra = _changed(tmp_path, "learning.loss", "ce"), []
+    elif extra == ["LION"]:
+        net, extra = _changed(tmp_path, "train.optimizer", "lion"), []
     before = sorted(p.name for p in tmp_path.rglob("*"))
     code, out, err = run_cli(main, capsys, "sim", "--net", net, "--random-density", 0.5, "--build", build, *extra)
     assert code == 2, (out, err)
