@@ -20,6 +20,20 @@
 The seed sets the weight init, the spike encoding (data.seed), the batch order and the
 stochastic-rounding lanes (quant.seed). Epochs: 30 (configs/digits_int.yaml and
 configs/digits.yaml), for every run; ``--epochs`` overrides all of them.
+
+    python bench/int_accuracy.py --task temporal    # the on-chip recipe (issue 9): ~40 min on 2 cores
+
+(c) The temporal task (48 channels, T = 40, 4 classes, k = T), configs/onchip_temporal.yaml:
+    integer on-chip S-TLLR (lion, integer softmax cross-entropy, 8-bit weights, batch 8)
+    and its batch-1 mode (one sample at a time, the write after each sample, its own lr,
+    12 epochs), the integer signum variant (no optimizer memory), optionally
+    (``--twin``) the float twin (the same config in the float loop, ~20 min a run), and
+    the float model with Adam / cross-entropy (configs/temporal.yaml, batch 32).
+    Final-epoch test accuracy, seeds 0, 1, 2.
+(d) The recipe moved to digits by changing only what its comments name (input_shape,
+    readout size, data, num_steps), integer, seeds 0, 1, 2.
+(e) hwmodel's S-TLLR cost per sample (expected activity) of the temporal network with the
+    on-chip loss and optimizer beside SGD / mse.
 """
 
 from __future__ import annotations
@@ -38,6 +52,10 @@ sys.path.insert(0, str(ROOT))
 
 INT_CONFIG = ROOT / "configs" / "digits_int.yaml"
 FLOAT_CONFIG = ROOT / "configs" / "digits.yaml"
+ONCHIP_CONFIG = ROOT / "configs" / "onchip_temporal.yaml"
+TEMPORAL_FLOAT_CONFIG = ROOT / "configs" / "temporal.yaml"
+ONLINE_LR = 2.0 ** -15  # batch 1: a write after every sample, 8x the writes of batch 8
+ONLINE_EPOCHS = 12
 BITS = (4, 6, 8, 12, 16)
 ROUNDINGS = ("floor", "stochastic")
 RANGE_BITS = -1  # bits - frac: integer bits incl. sign; -1 -> range [-0.25, 0.25)
@@ -54,6 +72,22 @@ def weight_format(bits: int, rounding: str) -> str:
     return f"s{bits}.{bits - RANGE_BITS} {rounding} saturate"
 
 
+def _temporal_data(kind: str, seed: int) -> dict:
+    """The config of a table (c)/(d) run (see the module docstring)."""
+    from core.config import config_to_dict, load_config
+
+    data = config_to_dict(load_config(TEMPORAL_FLOAT_CONFIG if kind == "t_float_adam" else ONCHIP_CONFIG))
+    if kind == "t_online":
+        data["train"].update(batch_size=1, lr=ONLINE_LR, epochs=ONLINE_EPOCHS)
+    elif kind == "t_signum":
+        data["train"].update(optimizer="signum", betas=[0.875])
+    elif kind == "d_int":  # only what the recipe's comments name, and lr by its rule
+        data["network"]["input_shape"] = [64]
+        data["network"]["layers"][-1]["size"] = 10
+        data["data"] = {"kind": "digits", "num_steps": 20, "seed": seed}
+    return data
+
+
 def run_one(job: dict) -> dict:
     """One training run in a worker (one torch thread); returns the final accuracy."""
     import torch
@@ -65,25 +99,37 @@ def run_one(job: dict) -> dict:
 
     torch.set_num_threads(1)
     kind, seed, epochs = job["kind"], job["seed"], job["epochs"]
-    data = config_to_dict(load_config(FLOAT_CONFIG if kind == "float_adam" else INT_CONFIG))
-    data["train"].update(seed=seed, epochs=epochs)
-    data["data"]["seed"] = seed
-    if kind == "int":
-        data["quant"].update(seed=seed, weight=weight_format(job["bits"], job["rounding"]),
-                             bias=f"s16.12 {job['rounding']} saturate")
+    integer = kind in ("int", "t_int", "t_online", "t_signum", "d_int")
+    if kind.startswith(("t_", "d_")):
+        data = _temporal_data(kind, seed)
+        if epochs:
+            data["train"]["epochs"] = epochs
+        data["train"]["seed"] = seed
+        data["data"]["seed"] = seed
+        if integer:
+            data["quant"]["seed"] = seed
+        else:
+            data["quant"] = None
     else:
-        data["quant"] = None  # the float loop never reads it; dropped to make that plain
+        data = config_to_dict(load_config(FLOAT_CONFIG if kind == "float_adam" else INT_CONFIG))
+        data["train"].update(seed=seed, epochs=epochs)
+        data["data"]["seed"] = seed
+        if kind == "int":
+            data["quant"].update(seed=seed, weight=weight_format(job["bits"], job["rounding"]),
+                                 bias=f"s16.12 {job['rounding']} saturate")
+        else:
+            data["quant"] = None  # the float loop never reads it; dropped to make that plain
     config = parse_config(data, f"{kind}/seed {seed}")
     with TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        if kind == "int":
+        if integer:
             metrics = int_train(config, Path(tmp) / "run", report=lambda text: None)
         else:
             metrics = train(config, Path(tmp) / "run")
         seconds = time.perf_counter() - started
     out = dict(job, final=metrics["final_test_accuracy"], seconds=seconds,
                per_epoch=[e["test_accuracy"] for e in metrics["epochs"]])
-    if kind == "int":
+    if integer:
         tensors = metrics["overflow"]["train"]["tensors"]
         out["weight_format"] = metrics["weight_format"]
         out["weight_saturations"] = sum(v["events"] for k, v in tensors.items() if k.endswith((".weight", ".bias")))
@@ -106,7 +152,12 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, seed 0, widths 4 and 8")
     parser.add_argument("--json", type=Path, help="save every run's result here")
+    parser.add_argument("--twin", action="store_true", help="temporal: also the float twin (lion, CE), one seed")
+    parser.add_argument("--task", choices=("digits", "temporal"), default="digits",
+                        help="digits: tables (a), (b); temporal: the on-chip recipe, tables (c), (d), (e)")
     args = parser.parse_args()
+    if args.task == "temporal":
+        return temporal_main(args)
     if args.quick:
         args.seeds, args.sweep_seeds, args.bits = [0], [0], [4, 8]
         args.epochs = args.epochs or 2
@@ -178,6 +229,113 @@ def main() -> int:
         args.json.write_text(json.dumps({"epochs": epochs, "seeds": args.seeds, "sweep_seeds": args.sweep_seeds,
                                          "wall_s": wall, "runs": results}, indent=2))
     return 0
+
+
+T_LABELS = {
+    "t_int": "integer S-TLLR on chip: lion, integer CE, batch 8 (onchip_temporal.yaml)",
+    "t_online": f"integer S-TLLR on chip, batch 1 (a write after every sample, lr 2^-15, {ONLINE_EPOCHS} epochs)",
+    "t_signum": "integer S-TLLR on chip: signum (no optimizer memory), integer CE, batch 8",
+    "t_float_lion": "float S-TLLR, same recipe (lion, CE, batch 8)",
+    "t_float_adam": "float S-TLLR: Adam, CE, batch 32 (temporal.yaml)",
+    "d_int": "digits: integer on chip, the recipe moved (4 fields changed)",
+}
+
+
+def temporal_main(args) -> int:
+    """Tables (c), (d), (e): the on-chip recipe on the temporal task and on digits."""
+    seeds = args.seeds
+    one = seeds[:1]
+    plan = {"t_int": seeds, "t_online": seeds, "t_float_adam": seeds, "d_int": seeds, "t_signum": one,
+            "t_float_lion": one if args.twin else []}
+    if args.quick:
+        plan = {kind: [0] if runs else [] for kind, runs in plan.items()}
+        args.epochs = args.epochs or 1
+    jobs = [{"kind": kind, "seed": s, "epochs": args.epochs} for kind in
+            ("t_online", "t_int", "d_int", "t_float_adam", "t_float_lion", "t_signum") for s in plan[kind]]
+    started = time.perf_counter()
+    with ProcessPoolExecutor(args.workers) as pool:  # the longest (online) first
+        results = list(pool.map(run_one, jobs))
+    wall = time.perf_counter() - started
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=160)
+    table = Table(title="(c) temporal task 48-128-4, T = 40, k = T, and (d) digits 64-128-10, T = 20: "
+                        "final-epoch test accuracy (%)")
+    for column in ("model", "weights", "per seed", "mean", "std", "mean of last 5 epochs", "weight saturations",
+                   "s/run"):
+        table.add_column(column)
+    means = {}
+    for kind, label in T_LABELS.items():
+        rows = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["seed"])
+        if not rows:
+            continue
+        accs = [r["final"] for r in rows]
+        means[kind] = 100 * statistics.mean(accs)
+        std = 100 * statistics.stdev(accs) if len(accs) > 1 else 0.0
+        tail = statistics.mean(a for r in rows for a in r["per_epoch"][-5:])
+        weights = " ".join(rows[0]["weight_format"].split()[:2]) if "weight_format" in rows[0] else "float32"
+        sats = " ".join(str(r["weight_saturations"]) for r in rows) if "weight_saturations" in rows[0] else ""
+        table.add_row(label, weights, _pct(accs), f"{means[kind]:.2f}", f"{std:.2f}", f"{100 * tail:.2f}", sats,
+                      f"{statistics.mean(r['seconds'] for r in rows):.0f}")
+    console.print(table)
+    checks = [("integer batch 8 within 2 points of float Adam/CE", means["t_float_adam"] - means["t_int"], 2.0),
+              ("integer batch 1 within 3 points of float Adam/CE", means["t_float_adam"] - means["t_online"], 3.0)]
+    for what, gap, limit in checks:
+        console.print(f"{what}: gap {gap:+.2f} points: {'reached' if gap <= limit else 'NOT reached'}")
+    console.print(f"digits on chip >= 97 %: {means['d_int']:.2f} %: {'reached' if means['d_int'] >= 97.0 else 'NOT reached'}")
+    for r in results:
+        if r["kind"] in ("t_int", "t_online") and r["seed"] == seeds[0]:
+            console.print(f"{r['kind']} seed {r['seed']}: saturate events per tensor {r['overflow_by_tensor']}")
+    console.print(cost_table())
+    console.print(f"{len(jobs)} runs, {args.workers} workers, wall {wall:.0f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"task": "temporal", "seeds": seeds, "wall_s": wall, "runs": results},
+                                        indent=2))
+    return 0
+
+
+def cost_table():
+    """(e): hwmodel's S-TLLR cost per sample of the temporal network, by loss and optimizer."""
+    import contextlib
+    import io
+
+    import yaml
+    from rich.table import Table
+
+    from hwmodel.cli import main as hwmodel_main
+
+    table = Table(title="(e) hwmodel: S-TLLR training cost per sample, temporal network, expected activity, "
+                        "batch 8 (hwmodel estimate --json)")
+    for column in ("loss, optimizer", "energy / sample (nJ)", "learning_signal phase (pJ)", "weight_write phase (pJ)",
+                   "learning-only memory (bits)", "total memory (bits)"):
+        table.add_column(column)
+    base = yaml.safe_load(ONCHIP_CONFIG.read_text())
+    with TemporaryDirectory() as tmp:
+        for loss, optimizer, betas in (("mse", "sgd", None), ("ce", "sgd", None), ("ce", "signum", [0.875]),
+                                       ("ce", "lion", [0.875, 0.9921875])):
+            data = json.loads(json.dumps(base))
+            data["learning"]["loss"] = loss
+            data["train"]["optimizer"] = optimizer
+            data["train"].pop("betas", None)
+            if betas:
+                data["train"]["betas"] = betas
+            if optimizer == "sgd":
+                data["train"]["lr"] = 2.0 ** -6  # eta = lr / (B k) = 2^-6 / 320 fits u16.22
+            path, out = Path(tmp) / f"{loss}_{optimizer}.yaml", Path(tmp) / f"{loss}_{optimizer}.json"
+            path.write_text(yaml.safe_dump(data))
+            with contextlib.redirect_stdout(io.StringIO()):
+                code = hwmodel_main(["estimate", "--net", str(path), "--json", "--out", str(out)])
+            if code:
+                raise SystemExit(f"hwmodel estimate failed for {loss}/{optimizer}")
+            stllr = json.loads(out.read_text())["modes"]["stllr"]
+            summary, phases = stllr["summary"], stllr["phases"]
+            table.add_row(f"{loss}, {optimizer}", f"{summary['energy_pj'] / 1e3:.1f}",
+                          f"{sum(phases['learning_signal'].values()):.0f}",
+                          f"{sum(phases['weight_write'].values()):.0f}", str(summary["gradient_bits"]),
+                          str(summary["memory_bits"]))
+    return table
 
 
 if __name__ == "__main__":

@@ -169,6 +169,7 @@ DEFAULT_MEMORIES = {
     "registers": {"kind": "registers"},
     "sram_weights": {"kind": "sram"},
     "sram_updates": {"kind": "sram"},
+    "sram_momentum": {"kind": "sram"},
     "sram_feedback": {"kind": "sram"},
     "sram_state": {"kind": "sram"},
     "sram_activations": {"kind": "sram"},
@@ -179,7 +180,9 @@ DEFAULT_MEMORIES = {
 #: plus the parameters and BPTT's per-step activations). The weight bank holds the same
 #: tensors in every mode (weights and biases only), so a weight read costs the same in
 #: training as in inference; the update accumulators and the DFA matrices, which only
-#: training needs, have banks of their own.
+#: training needs, have banks of their own (lion's momentum too: it is read once per write,
+#: the accumulators at every window step, so sharing their bank would make every
+#: accumulator access pay for a bank twice the size).
 DEFAULT_PLACEMENT = {
     "weight": "sram_weights",
     "rec_weight": "sram_weights",
@@ -188,9 +191,9 @@ DEFAULT_PLACEMENT = {
     "update": "sram_updates",
     "rec_update": "sram_updates",
     "bias_update": "sram_updates",
-    "momentum_weight": "sram_updates",  # lion: one word per weight, training only
-    "momentum_rec_weight": "sram_updates",
-    "momentum_bias": "sram_updates",
+    "momentum_weight": "sram_momentum",  # lion: one word per weight, training only
+    "momentum_rec_weight": "sram_momentum",
+    "momentum_bias": "sram_momentum",
     "psi_lut": "registers",
     "softmax_lut": "registers",
     "membrane": "sram_state",
