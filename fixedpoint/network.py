@@ -207,6 +207,10 @@ class StepContext:
     #: kernel; None: not cached. Only a context whose weights nobody edits in place while it
     #: lives may hold one (IntNetwork.run builds one per run; a weight write makes new arrays).
     columns: dict | None = field(default=None, repr=False, compare=False)
+    #: weight writes of this context: (layer, key) -> [ops, times]; the ops of one write
+    #: depend only on the layer, eta and optimizer, so they are built once and multiplied
+    #: out by flush_counts (an online run writes every window step)
+    writes: dict = field(default_factory=dict, repr=False, compare=False)
 
     def observe(self, layer: str, quantity: str, n) -> None:
         if self.ops is not None:
@@ -219,9 +223,22 @@ class StepContext:
             for op in ops:
                 self.ops.add(layer, op.phase, op.kind, op.width, op.per * times, op.tensor)
 
+    def count_write(self, layer: str, key, make_ops) -> None:
+        """One weight write of ``layer``; ``make_ops()`` gives its ops (built once per key)."""
+        if self.ops is not None:
+            entry = self.writes.get((layer, key))
+            if entry is None:
+                entry = self.writes[(layer, key)] = [make_ops(), 0]
+            entry[1] += 1
+
     def flush_counts(self) -> None:
-        """Multiply the observed quantities out through the spec into ``ops``."""
-        if self.ops is None or not self.observed:
+        """Multiply the observed quantities and the writes out through the spec into ``ops``."""
+        if self.ops is None:
+            return
+        for (layer, _), (ops, times) in self.writes.items():
+            self.add_ops(layer, ops, times)
+        self.writes.clear()
+        if not self.observed:
             return
         readout = f"layer{max(self.spec)}"
         for index, ops in self.spec.items():
@@ -776,7 +793,8 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
             else:
                 acc[tensor] = np.zeros_like(ls.acc[tensor])
             ctx.put(lp.name, f"new_{tensor}", written)
-        ctx.add_ops(lp.name, weight_write_ops(layer_shape(lp), etas[i], params.optimizer))
+        ctx.count_write(lp.name, (etas[i], params.optimizer),
+                        lambda lp=lp, eta=etas[i]: weight_write_ops(layer_shape(lp), eta, params.optimizer))
         new_layers[i] = replace(lp, **changes)
         new_states[i] = ls._replace(acc=acc)
     return (replace(params, layers=tuple(new_layers)),
