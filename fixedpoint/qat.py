@@ -52,10 +52,10 @@ model's own quantization of the latent weights (``IntNetwork.from_float``), and 
 an :class:`~fixedpoint.network.IntNetwork` holding them. :func:`compare` runs both on the
 same input and counts mismatches (spikes, readout codes, predictions).
 
-The integer model trains with the mse loss and the stllr/readout_only rules only
-(``fixedpoint.config.check_learning``); inference does not depend on either, so
-:func:`qat_to_int` builds the integer model with ``loss: mse`` (and ``rule: stllr`` for a
-BPTT-trained net), which matters only if the integer model is trained on chip afterwards.
+The integer model trains with the stllr/readout_only rules only
+(``fixedpoint.config.check_learning``; loss mse or ce); inference does not depend on the
+rule, so :func:`qat_to_int` builds the integer model with ``rule: stllr`` for a
+BPTT-trained net, which matters only if the integer model is trained on chip afterwards.
 """
 
 from __future__ import annotations
@@ -429,8 +429,8 @@ def qat_to_int(qat: QATNetwork, quant: QuantConfig | None = None, lr: float = 1e
     they equal ``IntNetwork.from_float``'s own quantization of the latent weights (a
     RuntimeError names the tensor otherwise), and puts them in the integer model.
     ``quant`` must be the QAT network's (default: it). The integer model's learning config
-    uses ``loss: mse`` and ``rule: stllr`` when the float one does not (inference is the
-    same; the integer model trains with those only).
+    uses ``rule: stllr`` when the float one is BPTT (inference is the same; the integer
+    model trains with stllr and readout_only only).
     """
     from fixedpoint.network import IntNetwork
 
@@ -439,8 +439,6 @@ def qat_to_int(qat: QATNetwork, quant: QuantConfig | None = None, lr: float = 1e
                          "(its formats are the ones Brevitas quantized to)")
     learning = qat.learning_config
     update = {}
-    if learning.loss != "mse":
-        update["loss"] = "mse"
     if learning.rule not in ("stllr", "readout_only"):
         update["rule"] = "stllr"
     net = qat.to_float()
