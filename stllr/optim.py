@@ -24,64 +24,62 @@ from __future__ import annotations
 import torch
 
 
-def _check(lr: float, betas) -> None:
-    if not lr > 0.0:
-        raise ValueError(f"lr must be > 0, not {lr}")
-    if not all(0.0 <= b < 1.0 for b in betas):
-        raise ValueError(f"betas must lie in [0, 1), not {betas}")
+class _SignOptimizer(torch.optim.Optimizer):
+    """W -= lr * direction, one momentum tensor per parameter; subclasses give the direction
+    and update the momentum in place (:meth:`_direction`)."""
+
+    default_betas: tuple[float, ...] = ()
+
+    def __init__(self, params, lr: float, betas: tuple[float, ...] | None = None) -> None:
+        betas = tuple(self.default_betas if betas is None else betas)
+        if not lr > 0.0:
+            raise ValueError(f"lr must be > 0, not {lr}")
+        if len(betas) != len(self.default_betas) or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be {len(self.default_betas)} values in [0, 1), not {betas}")
+        super().__init__(params, {"lr": lr, "betas": betas})
+
+    @staticmethod
+    def _direction(momentum: torch.Tensor, grad: torch.Tensor, betas) -> torch.Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                state = self.state[param]
+                if "momentum" not in state:
+                    state["momentum"] = torch.zeros_like(param)
+                direction = self._direction(state["momentum"], param.grad, group["betas"])
+                param.add_(direction, alpha=-group["lr"])
+        return loss
 
 
-class Signum(torch.optim.Optimizer):
+class Signum(_SignOptimizer):
     """Signum without weight decay: ``m = beta m + g``, ``W -= lr sign(m)``."""
 
-    def __init__(self, params, lr: float, betas: tuple[float] = (0.875,)) -> None:
-        _check(lr, betas)
-        super().__init__(params, {"lr": lr, "betas": tuple(betas)})
+    default_betas = (0.875,)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            (beta,) = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                state = self.state[param]
-                if "momentum" not in state:
-                    state["momentum"] = torch.zeros_like(param)
-                momentum = state["momentum"]
-                momentum.mul_(beta).add_(param.grad)
-                param.add_(torch.sign(momentum), alpha=-group["lr"])
-        return loss
+    @staticmethod
+    def _direction(momentum, grad, betas):
+        (beta,) = betas
+        momentum.mul_(beta).add_(grad)
+        return torch.sign(momentum)
 
 
-class Lion(torch.optim.Optimizer):
+class Lion(_SignOptimizer):
     """Lion without weight decay; ``betas`` = (beta1 of the direction, beta2 of the momentum)."""
 
-    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.875, 0.9921875)) -> None:
-        _check(lr, betas)
-        super().__init__(params, {"lr": lr, "betas": tuple(betas)})
+    default_betas = (0.875, 0.9921875)
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for param in group["params"]:
-                if param.grad is None:
-                    continue
-                grad = param.grad
-                state = self.state[param]
-                if "momentum" not in state:
-                    state["momentum"] = torch.zeros_like(param)
-                momentum = state["momentum"]
-                direction = torch.sign(momentum * beta1 + grad * (1.0 - beta1))
-                param.add_(direction, alpha=-group["lr"])
-                momentum.mul_(beta2).add_(grad, alpha=1.0 - beta2)
-        return loss
+    @staticmethod
+    def _direction(momentum, grad, betas):
+        beta1, beta2 = betas
+        direction = torch.sign(momentum * beta1 + grad * (1.0 - beta1))
+        momentum.mul_(beta2).add_(grad, alpha=1.0 - beta2)
+        return direction

@@ -107,5 +107,5 @@ def test_sign_optimizers_refuse_bad_arguments():
     param = torch.nn.Parameter(torch.zeros(2))
     with pytest.raises(ValueError, match="lr must be > 0"):
         Lion([param], lr=0.0)
-    with pytest.raises(ValueError, match=r"betas must lie in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"betas must be 1 values in \[0, 1\)"):
         Signum([param], lr=0.1, betas=(1.0,))
