@@ -740,7 +740,7 @@ def lane_layout(params: IntParams) -> dict[tuple[int, str], tuple[int, int]]:
 
 def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], ctx: StepContext
                      ) -> tuple[IntParams, IntState]:
-    """The write of every learning layer; accumulators back to 0.
+    """The write of every learning layer; accumulators back to 0 (signum: decayed).
 
     sgd: W <- round(W - eta acc); signum: W <- round(W - eta sign(acc)) and the
     accumulator decays (acc <- acc - (acc >> n)) instead of going back to 0; lion:

@@ -27,7 +27,8 @@ Tensors and their dimensions (row-major / C order over the dims, one word per li
   online: one per window step): ``weight`` / ``weight_next`` (before / after the write),
   ``weight_lanes`` / ``weight_lanes_next`` (xorshift32 states, only when the tensor's
   rounding is stochastic), ``momentum_weight`` / ``momentum_weight_next`` (optimizer lion:
-  the momentum words before / after), the same for ``rec_weight`` and ``bias``;
+  the momentum words before / after), ``acc_weight_carried`` (signum: the decayed
+  accumulator the write leaves), the same for ``rec_weight`` and ``bias``;
 * layers that do not learn: ``weight``, ``rec_weight``, ``bias`` once, ``(out, in)``.
 """
 
@@ -209,7 +210,8 @@ def _collect(model, x, y, codes, start: int, write_steps: list[int], layout: dic
     for s in range(samples):
         before = model.params
         lanes_before = model.lanes.copy()
-        momentum_before = None if model.momentum is None else {k: v.copy() for k, v in model.momentum.items()}
+        lion = model.params.optimizer.kind == "lion"
+        momentum_before = {k: v.copy() for k, v in model.momentum.items()} if lion else None
         result = model.run(x[s:s + 1], y[s:s + 1], train=True, log=True, apply=True)
         log = result.log
         etas.update({int(k): int(v) for k, v in result.etas.items()})
@@ -261,6 +263,11 @@ def _collect(model, x, y, codes, start: int, write_steps: list[int], layout: dic
                         len(write_steps))
                     put(Entry(i, f"{tensor}_next", "write", wd, fmt, f"{tensor} after the write"), s, w, new,
                         len(write_steps))
+                    if (t, name, f"decayed_acc_{tensor}") in log:  # signum: the accumulator carried on
+                        put(Entry(i, f"acc_{tensor}_carried", "write", wd, lp.fmts.update,
+                                  f"signum: acc_{tensor} - (acc_{tensor} >> n) after the write, carried into "
+                                  "the next window step or sample"),
+                            s, w, np.asarray(log[(t, name, f"decayed_acc_{tensor}")], np.int64), len(write_steps))
                     if momentum is not None:
                         new_momentum = np.asarray(log[(t, name, f"momentum_{tensor}")], np.int64)
                         put(Entry(i, f"momentum_{tensor}", "write", wd, lp.fmts.momentum,
@@ -674,7 +681,8 @@ def rerun_model(vs: VectorSet, checkpoint: Path | None = None) -> tuple[Vectors,
         layers.append(replace(lp, **changes))
     model.params = replace(params, layers=tuple(layers))
     model.lanes = lanes
-    for (index, tensor), value in (model.momentum or {}).items():  # lion: the first write's momentum
+    lion = model.params.optimizer.kind == "lion"
+    for (index, tensor), value in (model.momentum if lion else {}).items():  # the first write's momentum
         key = f"layer{index}/momentum_{tensor}"
         if key not in vs.arrays or vs.arrays[key].shape[2:] != value.shape:
             raise InputError(f"{mpath}: no '{key}' of shape {list(value.shape)} in the set (optimizer lion)")

@@ -399,6 +399,26 @@ def test_golden_covers_the_softmax_error_and_lion(tmp_path, capsys):
     assert code == 1 and f"mismatch: {name}" in err
 
 
+def test_golden_covers_signum_carried_accumulator(tmp_path, capsys):
+    """signum: the write decays the accumulator (acc - (acc >> 1) here) and carries it into the
+    next window step; the set holds it and verify re-runs it bit for bit."""
+    config = yaml.safe_load(W4.read_text())
+    config["train"].update(optimizer="signum", betas=[0.5], lr=2.0 ** -7)
+    path = tmp_path / "signum.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "set"
+    code, _, err = _run(capsys, "golden", "--net", path, "--out", out, "--samples", "2", "--steps", "6",
+                        "--random-density", "0.5")
+    assert code == 0, err
+    vs = load_vectors(out)
+    carried, acc = vs.arrays["layer0/acc_weight_carried"], vs.arrays["layer0/acc_weight"]
+    # online: a write after every window step leaves acc - floor(acc / 2) (update s8.4 floor, beta 0.5)
+    assert np.array_equal(carried, acc - (acc >> 1))
+    assert carried.any()
+    code, _, err = _run(capsys, "verify", out)
+    assert code == 0, err
+
+
 # ----------------------------------------------------------------------------- params
 
 
