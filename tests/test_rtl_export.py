@@ -366,21 +366,31 @@ def test_output_directory_rules(tmp_path, capsys, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
 
 
+def _golden_of_variant(tmp_path, capsys, samples: int, train: dict, loss: str | None = None,
+                       momentum: str | None = None):
+    """(folder, vector set) of ``rtl-export golden`` on the 4/12-bit config with ``train``
+    updated (and the loss / momentum format set): random input, 6 steps."""
+    config = yaml.safe_load(W4.read_text())
+    config["train"].update(train)
+    if loss is not None:
+        config["learning"]["loss"] = loss
+    if momentum is not None:
+        config["quant"]["momentum"] = momentum
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "set"
+    code, _, err = _run(capsys, "golden", "--net", path, "--out", out, "--samples", str(samples), "--steps", "6",
+                        "--random-density", "0.5")
+    assert code == 0, err
+    return out, load_vectors(out)
+
+
 def test_golden_covers_the_softmax_error_and_lion(tmp_path, capsys):
     """loss ce + optimizer lion: the set holds p = integer softmax(y) and the momentum words,
     p agrees with float softmax of the logged y to the table's error, verify re-runs it bit
     for bit, and one changed momentum word is a mismatch (exit 1) naming the file."""
-    config = yaml.safe_load(W4.read_text())
-    config["learning"]["loss"] = "ce"
-    config["train"].update(optimizer="lion", betas=[0.75, 0.9375], lr=2.0 ** -7)
-    config["quant"]["momentum"] = "s12.6"
-    path = tmp_path / "ce_lion.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "set"
-    code, _, err = _run(capsys, "golden", "--net", path, "--out", out, "--samples", "3", "--steps", "6",
-                        "--random-density", "0.5")
-    assert code == 0, err
-    vs = load_vectors(out)
+    out, vs = _golden_of_variant(tmp_path, capsys, 3, loss="ce", momentum="s12.6",
+                                 train={"optimizer": "lion", "betas": [0.75, 0.9375], "lr": 2.0 ** -7})
     y = vs.arrays["layer1/u"][:, 3:] / 2.0 ** 6  # the window steps of the readout (membrane s12.6)
     p = vs.arrays["layer1/softmax"] / 2.0 ** 15
     expected = np.exp(y - y.max(-1, keepdims=True))
@@ -402,15 +412,8 @@ def test_golden_covers_the_softmax_error_and_lion(tmp_path, capsys):
 def test_golden_covers_signum_carried_accumulator(tmp_path, capsys):
     """signum: the write decays the accumulator (acc - (acc >> 1) here) and carries it into the
     next window step; the set holds it and verify re-runs it bit for bit."""
-    config = yaml.safe_load(W4.read_text())
-    config["train"].update(optimizer="signum", betas=[0.5], lr=2.0 ** -7)
-    path = tmp_path / "signum.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "set"
-    code, _, err = _run(capsys, "golden", "--net", path, "--out", out, "--samples", "2", "--steps", "6",
-                        "--random-density", "0.5")
-    assert code == 0, err
-    vs = load_vectors(out)
+    out, vs = _golden_of_variant(tmp_path, capsys, 2,
+                                 train={"optimizer": "signum", "betas": [0.5], "lr": 2.0 ** -7})
     carried, acc = vs.arrays["layer0/acc_weight_carried"], vs.arrays["layer0/acc_weight"]
     # online: a write after every window step leaves acc - floor(acc / 2) (update s8.4 floor, beta 0.5)
     assert np.array_equal(carried, acc - (acc >> 1))
