@@ -493,6 +493,89 @@ def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
 
 
 @numba.njit(cache=True)
+def weight_write_overflow(weight, step, eta, weight_left, update_left, mode, lanes, lo, hi, policy, bits, signed,
+                          out):
+    """weight_write followed by the weight format's overflow, in one pass; returns
+    (events, max |W|, max |step|). Policies 0 (saturate) and 1 (wrap) as round_overflow
+    with shift 0; under 2 (raise) the caller runs the numpy path instead. The maxima let
+    the caller run its exactness check (config.check_exact) on the same operands as the
+    unfused write: were it to fail, the caller raises and discards out and lanes."""
+    zero = np.int64(0)
+    period = np.int64(1) << np.int64(bits)
+    low_bits = period - np.int64(1)
+    sign_bit = np.int64(1) << np.int64(bits - 1)
+    events = 0
+    top_weight = zero
+    top_step = zero
+    for i in range(weight.size):
+        w = weight[i]
+        a = step[i]
+        top_weight = max(top_weight, abs(w))
+        top_step = max(top_step, abs(a))
+        wide = (w << weight_left) - ((eta * a) << update_left)
+        r = zero
+        if mode == 3:
+            if weight_left <= 32:
+                lanes[i], r = random_bits_int(lanes[i], weight_left)
+            else:
+                lanes[i], r = random_bits_int(lanes[i], 32)
+                r = r << (weight_left - 32)
+        q = shift_right_round_int(wide, weight_left, mode, r)
+        out[i], event = _round_overflow_one(q, zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit, period,
+                                            signed)
+        events += event
+    return events, top_weight, top_step
+
+
+@numba.njit(cache=True)
+def lion_direction(acc, momentum, g_shift, direction_shift, momentum_shift, mode, lo, hi, policy, bits, signed,
+                   direction, new_momentum):
+    """Lion's step of one tensor (spec.Optimizer), elementwise in one pass:
+    g = overflow(round(acc >> g_shift)) in the momentum format, d = g - m,
+    direction = sign(m + round(d >> direction_shift)), new_momentum =
+    overflow(m + round(d >> momentum_shift)); every shift rounds in ``mode`` (0..2),
+    overflow as round_overflow (policy 0 saturate / 1 wrap; 2 raise: the caller runs the
+    numpy path). Returns (events of g, events of the new momentum, ok); ok is False where
+    round_overflow would be out of its contract for acc (the caller then runs the numpy
+    path, which raises)."""
+    one = np.int64(1)
+    zero = np.int64(0)
+    s = np.int64(g_shift)
+    limit = one << np.int64(62)
+    left = one << (np.int64(63) + s) if s < 0 else limit
+    check = s != 0
+    mask = (one << s) - one if s > 0 else zero
+    half = one << (s - one) if s > 0 else zero
+    n1 = np.int64(direction_shift)
+    n2 = np.int64(momentum_shift)
+    mask1 = (one << n1) - one if n1 > 0 else zero
+    half1 = one << (n1 - one) if n1 > 0 else zero
+    mask2 = (one << n2) - one if n2 > 0 else zero
+    half2 = one << (n2 - one) if n2 > 0 else zero
+    period = one << np.int64(bits)
+    low_bits = period - one
+    sign_bit = one << np.int64(bits - 1)
+    g_events = 0
+    m_events = 0
+    bad = False
+    for i in range(acc.size):
+        v = acc[i]
+        bad |= _out_of_contract(v, check, limit, left)
+        g, event = _round_overflow_one(v, s, mode, mask, half, lo, hi, policy, low_bits, sign_bit, period, signed)
+        g_events += event
+        m = momentum[i]
+        d = g - m
+        t = m + _round_shift(d, n1, mode, mask1, half1)
+        direction[i] = (t > 0) - (t < 0)
+        new_momentum[i], event = _round_overflow_one(m + _round_shift(d, n2, mode, mask2, half2), zero, 0, zero,
+                                                     zero, lo, hi, policy, low_bits, sign_bit, period, signed)
+        m_events += event
+    if bad:
+        return 0, 0, False
+    return g_events, m_events, True
+
+
+@numba.njit(cache=True)
 def grid_codes(values, scale, inv_scale, lo, hi, out):
     """out[i] = values[i] * scale (scale = 2**frac, inv_scale = 2**-frac) when every
     value lies exactly on the grid 2**-frac and its code within [lo, hi]; returns False

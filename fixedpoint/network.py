@@ -43,12 +43,14 @@ from fixedpoint.kernels import (
     grid_codes,
     grid_codes_time_major,
     lif_forward,
+    lion_direction,
     round_overflow,
     synaptic_current,
     synaptic_current_dense,
     trace_step,
     transpose_mac,
     weight_write,
+    weight_write_overflow,
 )
 from core.overflow import OverflowCounter, apply_overflow, overflow_code
 from core.rng import next_states, seed_lanes
@@ -773,17 +775,8 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
             else:
                 w_shift, a_shift = lp.shifts[shift_names[0]], lp.shifts[shift_names[1]]
             first, count = layout[(i, tensor)]
-            lane_slice = lanes[first:first + count]
-            out = np.empty(value.size, np.int64)
-            top = max(int(np.abs(value).max(initial=0)) << w_shift,
-                      etas[i] * int(np.abs(step).max(initial=0)) << a_shift)
-            check_exact(f"{lp.name}.{tensor} weight write (quant.learning_rate, update, weight)", top.bit_length() + 2)
-            weight_write(value.ravel(), np.ascontiguousarray(step, np.int64).ravel(), np.int64(etas[i]), w_shift,
-                         a_shift, mode_code(fmt.rounding), lane_slice, out)
-            lanes[first:first + count] = lane_slice
-            written, _ = apply_overflow(out.reshape(value.shape), fmt, tensor=f"{lp.name}.{tensor}", step=ctx.t,
-                                        counter=ctx.overflow)
-            changes[tensor] = written
+            changes[tensor] = _write_tensor(f"{lp.name}.{tensor}", value, step, etas[i], w_shift, a_shift, fmt,
+                                            lanes[first:first + count], ctx)
             if params.optimizer.kind == "signum":  # the accumulator is the momentum: decay it
                 old = ls.acc[tensor]
                 decay = shift_right_round(old, params.optimizer.momentum_shift, f.update.rounding)
@@ -792,13 +785,37 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
                 ctx.put(lp.name, f"decayed_acc_{tensor}", acc[tensor])
             else:
                 acc[tensor] = np.zeros_like(ls.acc[tensor])
-            ctx.put(lp.name, f"new_{tensor}", written)
+            ctx.put(lp.name, f"new_{tensor}", changes[tensor])
         ctx.count_write(lp.name, (etas[i], params.optimizer),
                         lambda lp=lp, eta=etas[i]: weight_write_ops(layer_shape(lp), eta, params.optimizer))
         new_layers[i] = replace(lp, **changes)
         new_states[i] = ls._replace(acc=acc)
     return (replace(params, layers=tuple(new_layers)),
             IntState(tuple(new_states), lanes, momentum if params.optimizer.kind != "sgd" else state.momentum))
+
+
+def _write_tensor(name: str, value: np.ndarray, step: np.ndarray, eta: int, w_shift: int, a_shift: int,
+                  fmt: FixedFormat, lanes: np.ndarray, ctx: StepContext) -> np.ndarray:
+    """The written codes of one tensor: round((W << w_shift) - (eta step << a_shift)) in
+    the weight format's rounding (``lanes``, a view, advance in place), then its overflow.
+    One fused numba pass, except under ``raise``, which the numpy path reports."""
+    flat_step = np.ascontiguousarray(step, np.int64).reshape(-1)
+    out = np.empty(value.size, np.int64)
+    where = f"{name} weight write (quant.learning_rate, update, weight)"
+    if fmt.overflow != "raise":
+        events, top_weight, top_step = weight_write_overflow(
+            value.reshape(-1), flat_step, np.int64(eta), w_shift, a_shift, mode_code(fmt.rounding), lanes,
+            fmt.min_int, fmt.max_int, overflow_code(fmt.overflow), fmt.bits, fmt.signed, out)
+        # the exactness check of the unfused path, on the same operands: out is discarded if it fails
+        check_exact(where, max(int(top_weight) << w_shift, eta * int(top_step) << a_shift).bit_length() + 2)
+        if ctx.overflow is not None:
+            ctx.overflow.record(name, fmt, events=int(events), elements=int(value.size))
+        return out.reshape(value.shape)
+    top = max(int(np.abs(value).max(initial=0)) << w_shift, eta * int(np.abs(flat_step).max(initial=0)) << a_shift)
+    check_exact(where, top.bit_length() + 2)
+    weight_write(value.reshape(-1), flat_step, np.int64(eta), w_shift, a_shift, mode_code(fmt.rounding), lanes, out)
+    written, _ = apply_overflow(out.reshape(value.shape), fmt, tensor=name, step=ctx.t, counter=ctx.overflow)
+    return written
 
 
 def _lion_direction(lp: IntLayerParams, tensor: str, acc: np.ndarray, momentum: dict, optimizer: Optimizer,
@@ -808,6 +825,20 @@ def _lion_direction(lp: IntLayerParams, tensor: str, acc: np.ndarray, momentum: 
     fmt = lp.fmts.momentum
     key = (lp.index, tensor)
     m = momentum[key]
+    if fmt.rounding != "stochastic" and fmt.overflow != "raise":  # one fused pass (kernels.lion_direction)
+        direction = np.empty(acc.size, np.int64)
+        new_m = np.empty(acc.size, np.int64)
+        g_events, m_events, ok = lion_direction(
+            np.ascontiguousarray(acc, np.int64).reshape(-1), np.ascontiguousarray(m, np.int64).reshape(-1),
+            lp.shifts["SH_MOM"], optimizer.direction_shift, optimizer.momentum_shift, mode_code(fmt.rounding),
+            fmt.min_int, fmt.max_int, overflow_code(fmt.overflow), fmt.bits, fmt.signed, direction, new_m)
+        if ok:  # else the numpy path below raises with its message
+            if ctx.overflow is not None:
+                for events in (g_events, m_events):
+                    ctx.overflow.record(f"{lp.name}.momentum", fmt, events=int(events), elements=int(acc.size))
+            momentum[key] = new_m.reshape(m.shape)
+            ctx.put(lp.name, f"momentum_{tensor}", momentum[key])
+            return direction.reshape(acc.shape)
     g = _requant(acc, lp.shifts["SH_MOM"], fmt, f"{lp.name}.momentum", ctx)
     d = g - m
     direction = np.sign(m + shift_right_round(d, optimizer.direction_shift, fmt.rounding))
