@@ -203,6 +203,9 @@ class TrainConfig(_Strict):
     optimizer: Literal["adam", "sgd", "signum", "lion"] = "adam"
     lr: Annotated[float, Field(gt=0.0, le=10.0)] = 1e-3
     betas: Annotated[list[Beta], Field(min_length=1, max_length=2)] | None = None
+    #: fractions of ``epochs`` at which lr halves (e.g. [0.5, 0.75]: lr/2 from epoch
+    #: epochs/2 on, lr/4 from 3 epochs/4 on); on chip a halving is one shift of eta
+    lr_halve_at: Annotated[list[Annotated[float, Field(gt=0.0, lt=1.0)]], Field(max_length=16)] = []
     seed: Seed = 0
     #: torch intra-op threads of the float loop (null: torch's default, one per core)
     threads: Annotated[int, Field(gt=0, le=1024)] | None = None
@@ -217,6 +220,23 @@ class TrainConfig(_Strict):
                 raise ValueError(f"betas: {self.optimizer} takes {wanted} beta{'s' if wanted > 1 else ''}, "
                                  f"not {len(self.betas)}")
         return self
+
+    @field_validator("lr_halve_at")
+    @classmethod
+    def _increasing(cls, value: list[float]) -> list[float]:
+        if any(b <= a for a, b in zip(value, value[1:])):
+            raise ValueError(f"must be strictly increasing, got {value}")
+        return value
+
+    def lr_at(self, epoch: int) -> float:
+        """The learning rate of 0-based ``epoch``: lr halved once per ``lr_halve_at``
+        fraction f with epoch >= f * epochs (exact: a power-of-two scaling)."""
+        return math.ldexp(self.lr, -sum(epoch >= f * self.epochs for f in self.lr_halve_at))
+
+    @property
+    def learning_rates(self) -> list[float]:
+        """Every learning rate the schedule uses, largest first."""
+        return sorted({self.lr_at(epoch) for epoch in range(self.epochs)}, reverse=True)
 
     @property
     def resolved_betas(self) -> tuple[float, ...] | None:

@@ -87,7 +87,8 @@ def build_int_network(config, from_checkpoint: Path | None = None):
 
 
 def check_learning_rates(model, config, num_samples: int, num_steps: int) -> None:
-    """eta = lr / (B k) must fit quant.learning_rate for every batch size the epoch uses."""
+    """eta = lr / (B k) must fit quant.learning_rate for every batch size the epoch uses and
+    every lr of the schedule."""
     from core.config import learning_window
 
     k = learning_window(num_steps, config.learning.window)
@@ -95,8 +96,18 @@ def check_learning_rates(model, config, num_samples: int, num_steps: int) -> Non
     sizes = {min(batch, num_samples)}
     if num_samples % batch:
         sizes.add(num_samples % batch)
-    for size in sorted(sizes):
-        model.etas(size, k)
+    lr = model.lr
+    try:
+        for model.lr in config.train.learning_rates:  # every rate of train.lr_halve_at's schedule
+            for size in sorted(sizes):
+                try:
+                    model.etas(size, k)
+                except InputError as error:
+                    if model.lr == config.train.lr:
+                        raise
+                    raise InputError(f"train.lr_halve_at: the halved lr {model.lr!r} fails: {error}") from None
+    finally:
+        model.lr = lr
 
 
 # ----------------------------------------------------------------------------- state
@@ -343,6 +354,7 @@ def run_int_epoch(model, dataset, config, epoch: int) -> tuple[float, float]:
     Returns (mean loss, accuracy) over the epoch (the readout before each write)."""
     from stllr.data import iterate_batches
 
+    model.lr = config.train.lr_at(epoch)  # train.lr_halve_at: a shift of eta
     total_loss, correct = 0.0, 0
     for x, y in iterate_batches(dataset, config.train.batch_size, shuffle=True, seed=config.train.seed,
                                 epoch=epoch):

@@ -90,6 +90,8 @@ class EpochStats:
 def run_epoch(net: SpikingNetwork, optimizer, dataset: EventDataset, config: Config, epoch: int) -> EpochStats:
     """One training epoch; the batch order depends only on (seed, epoch)."""
     rule = config.learning.rule
+    for group in optimizer.param_groups:  # train.lr_halve_at: derived from the epoch, so resume needs no state
+        group["lr"] = config.train.lr_at(epoch)
     total_loss, correct, seen = 0.0, 0, 0
     for x, y in iterate_batches(dataset, config.train.batch_size, shuffle=True, seed=config.train.seed, epoch=epoch):
         x_t, y_t = _to_tensor(x), torch.from_numpy(y)

@@ -233,3 +233,27 @@ def test_console_script_real_runs(tmp_path):
     assert "overflow summary, training" in result.stdout
     assert json.loads(result.stdout.strip().splitlines()[-1])["model"] == "integer"
     assert (tmp_path / "g" / CHECKPOINT).is_file()
+
+
+def test_lr_halve_at_halves_eta_from_the_named_epochs(tmp_path, capsys):
+    from stllr.data import load_data
+
+    from fixedpoint.train import run_int_epoch
+
+    config = parse_config(_with(("train", "lr_halve_at"), [0.5, 0.75], _with(("train", "epochs"), 4)))
+    assert [config.train.lr_at(epoch) for epoch in range(4)] == [0.125, 0.125, 0.0625, 0.03125]
+    model = build_int_network(config)
+    first = model.etas(64, 2)
+    train_set, _ = load_data(config.data)
+    run_int_epoch(model, train_set, config, epoch=3)
+    assert model.lr == 0.03125
+    assert {i: 4 * code for i, code in model.etas(64, 2).items()} == first
+    # a halved lr that the learning_rate format cannot hold is refused before anything runs:
+    # eta = 0.125 / (64 * 2) = 2^-10 is code 1 of u16.10, its half rounds to 0
+    small = _with(("quant", "learning_rate"), "u16.10", _with(("train", "lr_halve_at"), [0.5]))
+    code, _, stderr = _run(capsys, "int-train", "--config", _write(tmp_path, small), "--out", tmp_path / "run")
+    assert code == 2 and "train.lr_halve_at: the halved lr 0.0625 fails" in stderr
+    assert not (tmp_path / "run").exists()
+    code, _, stderr = _run(capsys, "int-train", "--config",
+                           _write(tmp_path, _with(("train", "lr_halve_at"), [0.5, 0.5])), "--out", tmp_path / "run")
+    assert code == 2 and "train.lr_halve_at" in stderr and "strictly increasing" in stderr

@@ -109,3 +109,23 @@ def test_sign_optimizers_refuse_bad_arguments():
         Lion([param], lr=0.0)
     with pytest.raises(ValueError, match=r"betas must be 1 values in \[0, 1\)"):
         Signum([param], lr=0.1, betas=(1.0,))
+
+
+def test_float_loop_applies_lr_halve_at_per_epoch():
+    from core.config import parse_config
+    from stllr.data import load_data
+    from stllr.train import build_network, build_optimizer, run_epoch
+
+    config = parse_config({
+        "network": {"input_shape": [64], "layers": [{"kind": "linear", "size": 8}, {"kind": "readout", "size": 10}]},
+        "learning": {"rule": "stllr", "window": 2},
+        "train": {"epochs": 8, "batch_size": 256, "optimizer": "lion", "lr": 0.01, "lr_halve_at": [0.25, 0.5]},
+        "data": {"kind": "digits", "num_steps": 3, "seed": 0}})
+    net = build_network(config)
+    optimizer = build_optimizer(net, config)
+    train_set, _ = load_data(config.data)
+    seen = []
+    for epoch in (0, 1, 2, 3, 7, 0):
+        run_epoch(net, optimizer, train_set, config, epoch)
+        seen.append(optimizer.param_groups[0]["lr"])
+    assert seen == [0.01, 0.01, 0.005, 0.005, 0.0025, 0.01]
