@@ -238,6 +238,19 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+#: Part of every cache key. The key hashes the config without the fields at their schema
+#: default, so a release that adds a config field (with a default that keeps the old
+#: behaviour) keeps every stored run; a release that changes a default, or what a config
+#: computes, must bump this.
+KEY_VERSION = 2
+
+
+def config_key(config) -> str:
+    """The cache key of a validated config: sha256 of its non-default fields and KEY_VERSION."""
+    return sha256(canonical_json({"key_version": KEY_VERSION,
+                                  "config": config.model_dump(mode="json", exclude_defaults=True)}))
+
+
 # ------------------------------------------------------------------------------ points
 
 
@@ -246,7 +259,7 @@ class Run:
     """One training run of a point: its seed, resolved config and cache key."""
 
     seed: int
-    key: str  # sha256 of config_json
+    key: str  # config_key of the config: its non-default fields (config_json holds them all)
     config: dict  # python-mode dump of the validated config (what the worker re-validates)
     config_json: str  # canonical JSON of the validated config
 
@@ -341,9 +354,10 @@ class SweepPlan:
         for seed in seeds:
             run_config = config.model_copy(update={"train": config.train.model_copy(update={"seed": seed})})
             text = canonical_json(run_config.model_dump(mode="json"))
-            runs.append(Run(seed, sha256(text), run_config.model_dump(), text))
+            runs.append(Run(seed, config_key(run_config), run_config.model_dump(), text))
         point_json = canonical_json(_strip_seed(config.model_dump(mode="json")))
-        key = sha256(canonical_json({"config": point_json, "seeds": seeds}))
+        unseeded = config.model_copy(update={"train": config.train.model_copy(update={"seed": 0})})
+        key = sha256(canonical_json({"config": config_key(unseeded), "seeds": seeds}))
         return Point(index, values, key, point_json, tuple(runs), trial=trial)
 
     def grid(self) -> Iterator[Point]:

@@ -113,6 +113,18 @@ def test_grid_points_carry_the_axis_values_and_stable_keys(tmp_path):
     assert [p.key for p in load_spec(spec).grid()] == [p.key for p in points]  # stable across loads
 
 
+def test_keys_leave_out_schema_defaults(tmp_path):
+    """A config that spells out defaults (as a newer schema adds fields) keeps its keys;
+    a changed value gets new ones."""
+    implicit = [p.key for p in load_spec(_spec(tmp_path / "a", FOUR)).grid()]
+    spelled = dict(TINY, train={**TINY["train"], "lr_halve_at": [], "betas": None, "threads": None},
+                   learning={**TINY["learning"], "update": "batch", "learning_signal": "bp"})
+    assert [p.key for p in load_spec(_spec(tmp_path / "b", FOUR, config=spelled)).grid()] == implicit
+    halved = dict(TINY, train={**TINY["train"], "lr_halve_at": [0.5]})
+    changed = [p.key for p in load_spec(_spec(tmp_path / "c", FOUR, config=halved)).grid()]
+    assert not set(changed) & set(implicit)
+
+
 def test_random_method_draws_distinct_grid_points_reproducibly(tmp_path):
     axes = {"quant.weight.bits": [6, 7, 8, 9, 10], "learning.window": [1, 2, 3, 4, 5, 6]}
     plan = load_spec(_spec(tmp_path, axes, method="random", samples=7, sampler_seed=11))
