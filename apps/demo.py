@@ -67,8 +67,11 @@ def float_stage(console, out: Path, epochs: int | None) -> dict:
     return {rule: accuracy for rule, (accuracy, _) in results.items()}
 
 
-def qat_stage(console, out: Path, qat_epochs: int):
-    """QAT fine-tune of the float S-TLLR net, conversion, cross-check. Returns (int model, ckpt)."""
+def qat_stage(console, out: Path, qat_epochs: int, learning_path: bool = False):
+    """QAT fine-tune of the float S-TLLR net, conversion, cross-check. Returns (int model, ckpt).
+
+    ``learning_path``: QAT trains through the integer learning path (integer traces, Psi,
+    error and update; ``fixedpoint.qat.qat_stllr_batch``) instead of the float rule."""
     from fixedpoint.qat import QATNetwork, fine_tune_and_convert
     from stllr.data import load_data
     from stllr.train import build_network, load_checkpoint
@@ -95,11 +98,12 @@ def qat_stage(console, out: Path, qat_epochs: int):
     train_set, test_set = load_data(config.data)
     net = build_network(config)
     net.load_state_dict(load_checkpoint(out / "stllr_mse" / CHECKPOINT, config)["model"])
-    qat = QATNetwork.from_float(net, config.quant)
+    qat = QATNetwork.from_float(net, config.quant, learning_path=learning_path)
     epochs = config.train.epochs
     qat_accuracy, model, agreement = fine_tune_and_convert(qat, config, train_set, test_set, epochs, qat_epochs)
     n = test_set.num_samples
-    console.print(f"QAT ({qat_epochs} S-TLLR epochs, weights {quant.weight.describe_short()}, membrane "
+    path = "integer" if learning_path else "float"
+    console.print(f"QAT ({qat_epochs} S-TLLR epochs, {path} learning path, weights {quant.weight.describe_short()}, membrane "
                   f"{quant.membrane.describe_short()}): test accuracy {100 * qat_accuracy:.2f} %; "
                   f"integer model: {100 * agreement.int_correct / n:.2f} %")
     console.print(f"cross-check on {n} test samples: spike mismatches {sum(agreement.spike_mismatches)} of "
@@ -175,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="float epochs (default: the config's)")
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--chip-epochs", type=int, default=3)
+    parser.add_argument("--qat-learning-path", action="store_true",
+                        help="QAT through the integer learning path (integer traces, Psi, error, update)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -185,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     shutil.rmtree(args.out, ignore_errors=True)
     float_stage(console, args.out, args.epochs)
-    qat_model, checkpoint, _ = qat_stage(console, args.out, args.qat_epochs)
+    qat_model, checkpoint, _ = qat_stage(console, args.out, args.qat_epochs, args.qat_learning_path)
     chip_model, chip_config = chip_stage(console, args.out, qat_model, checkpoint, args.chip_epochs)
     hardware_stage(console, args.out, chip_model, chip_config)
     console.rule(f"demo done in {time.perf_counter() - started:.0f} s; outputs in {_short(args.out)}")
