@@ -46,6 +46,13 @@ Brevitas' straight-through estimators (round: identity; activation clamp: zero o
 the range; weight clamp: identity). S-TLLR writes ``param.grad`` of the latent float
 weights directly (the STE of the weight quantizer).
 
+Integer learning path: ``QATNetwork(..., learning_path=True)`` trains with
+:func:`qat_stllr_batch` instead, which runs the integer model's learning path (the float64
+emulation, :class:`QATLearningPath`) on the Brevitas forward: traces, Psi, error (or the
+integer softmax error), learning signal, eligibility and the update accumulator in their
+``quant:`` formats. ``param.grad = accumulator * update_scale`` is then exactly what the
+integer model would accumulate for the same weights and batch (docs/qat.md section 8).
+
 Conversion: :func:`qat_to_int` reads the integer weights from Brevitas
 (``quant_weight().int()``, ``quant_bias().int()``), checks them against the integer
 model's own quantization of the latent weights (``IntNetwork.from_float``), and returns
