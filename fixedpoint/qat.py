@@ -94,6 +94,7 @@ from brevitas.quant.solver.weight import WeightQuantSolver
 from core.quant import QuantConfig
 from fixedpoint.config import check_layer_indices, layer_constants, layer_formats, update_scale
 from fixedpoint.emulate import EmulatedNetwork
+from core.overflow import OverflowCounter
 from core.formats import FixedFormat
 from fixedpoint.spec import check_widths, forward_widths
 from core.config import LearningConfig, NetworkConfig
@@ -455,11 +456,14 @@ class QATLearningPath(EmulatedNetwork):
     modulation and the update accumulator in the ``update`` format.
 
     Instead of the integer weight write, a flush puts ``accumulator * update_scale`` into
-    ``param.grad`` of the latent weights and calls the user's optimizer step.
+    ``param.grad`` of the latent weights and calls the user's optimizer step (``etas`` of
+    the last run hold these scales). ``em.overflow`` counts the learning path's
+    saturate/wrap events (the Brevitas forward clamps silently).
     """
 
     def __init__(self, qat: "QATNetwork") -> None:
         super().__init__(qat, qat.quant, rule=qat.learning_config.rule)  # check_learning names the rule
+        self.em.overflow = OverflowCounter()  # count the learning path only, not the build's weight quantization
         self.apply_update = None
         #: per learning layer, the accumulators (real values, update format) of the last flush
         self.last_accumulators: dict[int, dict[str, torch.Tensor]] = {}

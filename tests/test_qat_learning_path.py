@@ -121,7 +121,8 @@ def case(draw):
         x = x * rng.integers(0, 8, x.shape)
     y = rng.integers(0, layers[-1]["size"], batch)
     data = {"network": network, "learning": learning, "quant": quant,
-            "train": {"batch_size": batch, "optimizer": "sgd", "lr": 1e-3}, "data": {"kind": "digits", "num_steps": steps}}
+            "train": {"batch_size": batch, "optimizer": "sgd", "lr": 1e-3},
+            "data": {"kind": "digits", "num_steps": steps}}
     return data, x, y, draw(st.sampled_from([1.0, 3.0])), draw(st.integers(0, 100))
 
 
