@@ -8,9 +8,10 @@ hidden layer matters: a frozen hidden layer stays near 48 %.
    BPTT on the same data and loss, and the frozen-hidden baseline
    (``configs/temporal.yaml``).
 2. QAT: the S-TLLR network fine-tuned with Brevitas fixed-point quantizers in the formats
-   of the on-chip recipe ``configs/onchip_temporal.yaml`` (8-bit weights), converted to
-   the integer model, and cross-checked on the whole test set (spike, readout and
-   prediction mismatches must be 0).
+   of the on-chip recipe ``configs/onchip_temporal.yaml`` (8-bit weights), its updates
+   computed by the integer learning path (the chip's traces, Psi, softmax error and
+   update accumulator), converted to the integer model, and cross-checked on the whole
+   test set (spike, readout and prediction mismatches must be 0).
 3. On chip: the integer model fine-tunes itself with the on-chip recipe (integer softmax
    cross-entropy, lion, stochastic weight write), starting from exactly the QAT integer
    weights; overflow report.
@@ -76,8 +77,12 @@ def float_stage(console, out: Path, epochs: int | None) -> dict:
     return {rule: accuracy for rule, (accuracy, _) in results.items()}
 
 
-def qat_stage(console, out: Path, qat_epochs: int, float_epochs: int | None):
-    """QAT fine-tune of the float S-TLLR net, conversion, cross-check. Returns (int model, ckpt)."""
+def qat_stage(console, out: Path, qat_epochs: int, float_epochs: int | None, learning_path: bool = True):
+    """QAT fine-tune of the float S-TLLR net, conversion, cross-check. Returns (int model, ckpt).
+
+    ``learning_path``: QAT trains through the integer learning path (integer traces, Psi,
+    softmax error and update; ``fixedpoint.qat.qat_stllr_batch``), so that the on-chip
+    fine-tuning of stage 3 continues the very updates QAT made; False: the float rule."""
     from fixedpoint.qat import QATNetwork, fine_tune_and_convert
     from stllr.data import load_data
     from stllr.train import build_network, load_checkpoint
@@ -100,11 +105,12 @@ def qat_stage(console, out: Path, qat_epochs: int, float_epochs: int | None):
     train_set, test_set = load_data(config.data)
     net = build_network(config)
     net.load_state_dict(load_checkpoint(out / "stllr" / CHECKPOINT, config)["model"])
-    qat = QATNetwork.from_float(net, config.quant)
+    qat = QATNetwork.from_float(net, config.quant, learning_path=learning_path)
     epochs = config.train.epochs
     qat_accuracy, model, agreement = fine_tune_and_convert(qat, config, train_set, test_set, epochs, qat_epochs)
     n = test_set.num_samples
-    console.print(f"QAT ({qat_epochs} S-TLLR epochs, weights {quant.weight.describe_short()}, membrane "
+    path = "integer" if learning_path else "float"
+    console.print(f"QAT ({qat_epochs} S-TLLR epochs, {path} learning path, weights {quant.weight.describe_short()}, membrane "
                   f"{quant.membrane.describe_short()}): test accuracy {100 * qat_accuracy:.2f} %; "
                   f"integer model: {100 * agreement.int_correct / n:.2f} %")
     console.print(f"cross-check on {n} test samples: spike mismatches {sum(agreement.spike_mismatches)} of "
@@ -182,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None, help="float epochs (default: the config's)")
     parser.add_argument("--qat-epochs", type=int, default=2)
     parser.add_argument("--chip-epochs", type=int, default=3)
+    parser.add_argument("--qat-float-learning-path", action="store_true",
+                        help="QAT with the float rule instead of the integer learning path (faster; the "
+                             "default runs the integer traces, Psi, softmax error and update)")
     args = parser.parse_args(argv)
 
     from rich.console import Console
@@ -192,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     shutil.rmtree(args.out, ignore_errors=True)
     float_stage(console, args.out, args.epochs)
-    qat_model, checkpoint, _ = qat_stage(console, args.out, args.qat_epochs, args.epochs)
+    qat_model, checkpoint, _ = qat_stage(console, args.out, args.qat_epochs, args.epochs,
+                                         not args.qat_float_learning_path)
     chip_model, chip_config = chip_stage(console, args.out, qat_model, checkpoint, args.chip_epochs)
     hardware_stage(console, args.out, chip_model, chip_config)
     console.rule(f"demo done in {time.perf_counter() - started:.0f} s; outputs in {_short(args.out)}")

@@ -222,6 +222,16 @@ def check_exact(where: str, bits: int) -> None:
                          "exact datapath (int64 kernels, float64 emulation); narrow the formats")
 
 
+def update_scale(learning_signal: str, readout: bool, batch: int, window: int) -> float:
+    """Factor from a layer's update accumulator (real units) to the float model's grad:
+    1 / (B k), because the float loss averages over the batch and the window while the
+    accumulator sums; 1 for sDFA hidden layers, whose float signal sign(error) carries no
+    1 / (B k). (The same rule as :func:`eta_code`'s ``unscaled`` for sgd.)"""
+    if learning_signal == "sdfa" and not readout:
+        return 1.0
+    return 1.0 / (batch * window)
+
+
 def eta_code(fmt: FixedFormat, lr: float, batch: int, window: int, unscaled: bool) -> int:
     """The eta code the weight write multiplies by, in the ``learning_rate`` format.
 

@@ -190,7 +190,11 @@ class EmulatedNetwork:
     def _trace(self, s, decay, trace, fmt, value, tensor):
         return self.em.q(decay * trace + value, fmt, f"{s['name']}.{tensor}")
 
-    def layer_step(self, s, st: dict, x: torch.Tensor, train: bool, log) -> dict:
+    def neuron(self, s, st: dict, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None,
+                                                               torch.Tensor]:
+        """The forward of one layer on flat (B, n) real values: (current I, u, spikes o,
+        membrane v after reset); readout: (I, y, None, y). Overridden by the QAT learning
+        path (``fixedpoint.qat``), which takes these from the Brevitas forward instead."""
         f, name, em = s["f"], s["name"], self.em
         cur = self._synapses(s, x, s["weight"])
         if s["kind"] == "recurrent":
@@ -199,36 +203,52 @@ class EmulatedNetwork:
             cur = cur + self._bias_flat(s)
         current = em.q(cur, f.current, f"{name}.current")
         u = em.q(s["beta"] * st["membrane"] + current, f.membrane, f"{name}.membrane")
+        if s["kind"] == "readout":
+            return current, u, None, u
+        spikes = (u - s["theta"] > 0).to(D)
+        v = u - s["theta"] * spikes if s["reset"] == "soft" else u * (1.0 - spikes)
+        return current, u, spikes, em.fit(v, f.membrane, f"{name}.membrane")
+
+    def layer_step(self, s, st: dict, x: torch.Tensor, train: bool, log) -> dict:
+        """One layer, one step: the forward (:meth:`neuron`), then with ``train`` the
+        learning path's per-step state (:meth:`trace_step`: Psi and the traces)."""
+        f, name = s["f"], s["name"]
+        current, u, spikes, v = self.neuron(s, st, x)
         rec = {"input": x, "current": current, "u": u}
         self._put(log, name, "current", current, f.current)
         self._put(log, name, "u", u, f.membrane)
         new = dict(st)
-        if s["kind"] == "readout":
-            new["membrane"] = u
-            rec["output"] = u
-            if train:
-                new["pre_trace"] = self._trace(s, s["lambda_pre"], st["pre_trace"], f.pre_trace, x, "pre_trace")
-                rec["pre_trace"] = new["pre_trace"]
-                self._put(log, name, "pre_trace", new["pre_trace"], f.pre_trace)
-                if s["bias"] is not None:
-                    new["bias_trace"] = self._trace(s, s["lambda_pre"], st["bias_trace"], f.pre_trace,
-                                                    torch.ones((), dtype=D), "bias_trace")
-                    self._put(log, name, "bias_trace", new["bias_trace"], f.pre_trace)
-                rec["bias_trace"] = new["bias_trace"]
-            return new, rec
-        z = u - s["theta"]
-        spikes = (z > 0).to(D)
-        v = u - s["theta"] * spikes if s["reset"] == "soft" else u * (1.0 - spikes)
-        v = em.fit(v, f.membrane, f"{name}.membrane")
-        self._put(log, name, "spikes", spikes, FixedFormat.parse("u1.0"))
-        self._put(log, name, "membrane", v, f.membrane)
         new["membrane"] = v
-        rec["output"] = spikes
-        rec["rec_input"] = st.get("prev_spikes")
-        if s["kind"] == "recurrent":
-            new["prev_spikes"] = spikes
-        if not train:
-            return new, rec
+        if s["kind"] == "readout":
+            rec["output"] = u
+        else:
+            self._put(log, name, "spikes", spikes, FixedFormat.parse("u1.0"))
+            self._put(log, name, "membrane", v, f.membrane)
+            rec["output"] = spikes
+            rec["rec_input"] = st.get("prev_spikes")
+            if s["kind"] == "recurrent":
+                new["prev_spikes"] = spikes
+        if train:
+            self.trace_step(s, st, new, rec, log)
+        return new, rec
+
+    def trace_step(self, s, st: dict, new: dict, rec: dict, log) -> None:
+        """Psi(u - theta) and the traces of one step, into ``new`` (state) and ``rec``
+        (the record the eligibility reads), each rounded into its format (pre_trace,
+        post_trace, psi)."""
+        f, name, em = s["f"], s["name"], self.em
+        x = rec["input"]
+        if s["kind"] == "readout":
+            new["pre_trace"] = self._trace(s, s["lambda_pre"], st["pre_trace"], f.pre_trace, x, "pre_trace")
+            rec["pre_trace"] = new["pre_trace"]
+            self._put(log, name, "pre_trace", new["pre_trace"], f.pre_trace)
+            if s["bias"] is not None:
+                new["bias_trace"] = self._trace(s, s["lambda_pre"], st["bias_trace"], f.pre_trace,
+                                                torch.ones((), dtype=D), "bias_trace")
+                self._put(log, name, "bias_trace", new["bias_trace"], f.pre_trace)
+            rec["bias_trace"] = new["bias_trace"]
+            return
+        z = rec["u"] - s["theta"]
         if s["psi_kind"] == "triangle":
             d = torch.clamp(s["width"] - z.abs(), min=0.0)
             psi = em.q(s["slope"] * d, f.psi, f"{name}.psi")
@@ -251,7 +271,6 @@ class EmulatedNetwork:
         for key, fmt in (("post_trace", f.post_trace), ("pre_trace", f.pre_trace), ("bias_trace", f.pre_trace)):
             if key != "bias_trace" or s["bias"] is not None:
                 self._put(log, name, key, new[key], fmt)
-        return new, rec
 
     # ------------------------------------------------------------------ learning
     def _signals(self, recs, target, log) -> dict:

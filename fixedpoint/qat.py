@@ -46,6 +46,13 @@ Brevitas' straight-through estimators (round: identity; activation clamp: zero o
 the range; weight clamp: identity). S-TLLR writes ``param.grad`` of the latent float
 weights directly (the STE of the weight quantizer).
 
+Integer learning path: ``QATNetwork(..., learning_path=True)`` trains with
+:func:`qat_stllr_batch` instead, which runs the integer model's learning path (the float64
+emulation, :class:`QATLearningPath`) on the Brevitas forward: traces, Psi, error (or the
+integer softmax error), learning signal, eligibility and the update accumulator in their
+``quant:`` formats. ``param.grad = accumulator * update_scale`` is then exactly what the
+integer model would accumulate for the same weights and batch (docs/qat.md section 8).
+
 Conversion: :func:`qat_to_int` reads the integer weights from Brevitas
 (``quant_weight().int()``, ``quant_bias().int()``), checks them against the integer
 model's own quantization of the latent weights (``IntNetwork.from_float``), and returns
@@ -63,6 +70,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -84,7 +92,9 @@ from brevitas.quant.solver.bias import BiasQuantSolver
 from brevitas.quant.solver.weight import WeightQuantSolver
 
 from core.quant import QuantConfig
-from fixedpoint.config import check_layer_indices, layer_constants, layer_formats
+from fixedpoint.config import check_layer_indices, layer_constants, layer_formats, update_scale
+from fixedpoint.emulate import EmulatedNetwork
+from core.overflow import OverflowCounter
 from core.formats import FixedFormat
 from fixedpoint.spec import check_widths, forward_widths
 from core.config import LearningConfig, NetworkConfig
@@ -102,11 +112,13 @@ from stllr.network import SpikingNetwork
 __all__ = [
     "BREVITAS_ROUNDING",
     "Agreement",
+    "QATLearningPath",
     "QATNetwork",
     "brevitas_quantizer",
     "check_brevitas_format",
     "compare",
     "fine_tune_and_convert",
+    "qat_stllr_batch",
     "qat_to_int",
 ]
 
@@ -266,16 +278,20 @@ class _QuantizedForward:
             total = total + self.rec_synapse(prev_spikes)
         return self.current_quant(total)
 
+    def neuron(self, membrane: torch.Tensor, prev_spikes: torch.Tensor | None, x: torch.Tensor):
+        """The quantized neuron of one step: (x as the synapses see it, current I, u,
+        spikes o, membrane v after reset), all real values on their formats' grids."""
+        x = self._quantized_input(x)
+        current = self._current(x, prev_spikes)
+        u = self.membrane_quant(self.beta_q * membrane + current)
+        spikes = spike(u - self.theta_q, self.params.psi)
+        fired = spikes.detach()
+        after = u - self.theta_q * fired if self.params.reset == "soft" else u * (1.0 - fired)
+        return x, current, u, spikes, self.membrane_quant(after)  # v on the grid already: only saturation acts
+
     def step(self, state: LayerState, x: torch.Tensor, traces: bool) -> tuple[LayerState, StepRecord]:
         """One time step of a spiking layer; records as the float step (Psi at u - theta_q)."""
-        p = self.params
-        x = self._quantized_input(x)
-        current = self._current(x, state.prev_spikes)
-        u = self.membrane_quant(self.beta_q * state.membrane + current)
-        spikes = spike(u - self.theta_q, p.psi)
-        fired = spikes.detach()
-        after = u - self.theta_q * fired if p.reset == "soft" else u * (1.0 - fired)
-        membrane = self.membrane_quant(after)  # on the grid already: only saturation could act
+        x, _, u, spikes, membrane = self.neuron(state.membrane, state.prev_spikes, x)
         return self.advance(state, x, u, self.theta_q, spikes, membrane, traces)
 
 
@@ -304,10 +320,16 @@ class QATReadout(_QuantizedForward, Readout):
         Readout.__init__(self, layer.params, layer.in_shape, layer.out_shape[0], layer.bias is not None)
         self._attach(index, quant, network, learning)
 
+    def neuron(self, membrane: torch.Tensor, prev_spikes: None, x: torch.Tensor):
+        """(x as the synapses see it, current I, y, None, y): y[t] = q_membrane(beta_q y[t-1] + I[t])."""
+        x = self._quantized_input(x)
+        current = self._current(x, None)
+        y = self.membrane_quant(self.beta_q * membrane + current)
+        return x, current, y, None, y
+
     def step(self, state: LayerState, x: torch.Tensor, traces: bool) -> tuple[LayerState, StepRecord]:
         """y[t] = q_membrane(beta_q y[t-1] + I[t]); traces as the float readout."""
-        x = self._quantized_input(x)
-        y = self.membrane_quant(self.beta_q * state.membrane + self._current(x, None))
+        x, _, y, _, _ = self.neuron(state.membrane, None, x)
         return self.advance_readout(state, x, y, traces)
 
 
@@ -330,7 +352,8 @@ class QATNetwork(SpikingNetwork):
     quant)`` starts from a trained float network. Always float64 (see the module doc).
     """
 
-    def __init__(self, network: NetworkConfig, learning: LearningConfig, quant: QuantConfig | None = None) -> None:
+    def __init__(self, network: NetworkConfig, learning: LearningConfig, quant: QuantConfig | None = None,
+                 learning_path: bool = False) -> None:
         super().__init__(network, learning)  # float layers: the same random draws as the float model
         quant = quant or QuantConfig()
         check_layer_indices(network, quant)
@@ -342,12 +365,17 @@ class QATNetwork(SpikingNetwork):
                 for index, layer in enumerate(float_layers))
         self.to(DTYPE)
         self.copy_weights(float_layers)
+        #: True: S-TLLR trains through the integer learning path (:func:`qat_stllr_batch`);
+        #: the float path (``stllr_batch``, which steps with traces) is refused.
+        self.learning_path = bool(learning_path)
+        self.integer_learning = QATLearningPath(self) if learning_path else None  # validates rule + formats
 
     @classmethod
-    def from_float(cls, net: SpikingNetwork, quant: QuantConfig | None = None) -> "QATNetwork":
+    def from_float(cls, net: SpikingNetwork, quant: QuantConfig | None = None,
+                   learning_path: bool = False) -> "QATNetwork":
         """QAT copy of a float network (its weights become the latent weights); RNG untouched."""
         with torch.random.fork_rng(devices=[]):
-            qat = cls(net.network_config, net.learning_config, quant)
+            qat = cls(net.network_config, net.learning_config, quant, learning_path)
         qat.copy_weights(net.layers)
         for index in range(len(qat.layers) - 1):
             qat.feedback(index).copy_(net.feedback(index))
@@ -388,6 +416,9 @@ class QATNetwork(SpikingNetwork):
         if self.readout.weight.dtype != DTYPE:
             raise TypeError(f"QATNetwork runs in float64 only (got {self.readout.weight.dtype}): float32 "
                             "cannot hold beta * v + current exactly, so it would not match the integer model")
+        if traces and self.learning_path:
+            raise TypeError("this QATNetwork has learning_path=True: train it with fixedpoint.qat.qat_stllr_batch "
+                            "(integer traces, Psi and update), not with the float stllr_batch")
         return super().step(state, x, traces)
 
     @torch.no_grad()
@@ -410,6 +441,111 @@ class QATNetwork(SpikingNetwork):
                 codes[name] = ints.reshape(ints.shape[0], -1) if name == "weight" else ints
             out.append(codes)
         return out
+
+
+class QATLearningPath(EmulatedNetwork):
+    """The integer model's S-TLLR learning path, driven by the Brevitas forward.
+
+    It IS the float64 emulation of the integer model (:class:`fixedpoint.emulate.EmulatedNetwork`,
+    bit-exact with :class:`~fixedpoint.network.IntNetwork`) with one method replaced: the
+    neuron of each layer (current, u, spikes, v) comes from the QAT network's Brevitas
+    layers (:meth:`_QuantizedForward.neuron`), which compute the same values. Everything
+    after the neuron is the emulation's: Psi (triangle / LUT) and the pre, post, bias and
+    recurrent traces in their formats, the learning signal (mse error, or the integer
+    softmax error for ``loss: ce``; BP through the quantized weights, or DFA/sDFA), the
+    modulation and the update accumulator in the ``update`` format.
+
+    Instead of the integer weight write, a flush puts ``accumulator * update_scale`` into
+    ``param.grad`` of the latent weights and calls the user's optimizer step (``etas`` of
+    the last run hold these scales). ``em.overflow`` counts the learning path's
+    saturate/wrap events (the Brevitas forward clamps silently).
+    """
+
+    def __init__(self, qat: "QATNetwork") -> None:
+        super().__init__(qat, qat.quant, rule=qat.learning_config.rule)  # check_learning names the rule
+        self.em.overflow = OverflowCounter()  # count the learning path only, not the build's weight quantization
+        self.apply_update = None
+        #: per learning layer, the accumulators (real values, update format) of the last flush
+        self.last_accumulators: dict[int, dict[str, torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def load_weights(self) -> None:
+        """The quantized weights the Brevitas forward uses now (for the BP learning signal)."""
+        for s, layer in zip(self.layers, self.net.layers):
+            s["weight"] = layer.synapse.quant_weight().value.detach().clone()
+            if layer.rec_synapse is not None:
+                s["rec_weight"] = layer.rec_synapse.quant_weight().value.detach().clone()
+            if layer.bias is not None:
+                s["bias"] = layer.synapse.quant_bias().value.detach().clone()
+
+    def neuron(self, s, st: dict, x: torch.Tensor):
+        layer = self.net.layers[s["index"]]
+        batch = x.shape[0]
+        membrane = st["membrane"].reshape(batch, *layer.out_shape)
+        prev_spikes = st["prev_spikes"] if s["kind"] == "recurrent" else None
+        _, current, u, spikes, v = layer.neuron(membrane, prev_spikes, x)
+        flat = lambda t: None if t is None else t.reshape(batch, -1)  # noqa: E731 - the emulation is flat
+        return flat(current), flat(u), flat(spikes), flat(v)
+
+    def _eta(self, i: int, batch: int, window: int) -> float:
+        # No integer write here: the user's optimizer steps on the latent weights. What
+        # the flush needs per layer is the accumulator -> grad scale instead.
+        readout = i == len(self.layers) - 1
+        return update_scale(self.learning.learning_signal, readout, batch, window)
+
+    def _flush(self, states, scales, log) -> None:
+        self.last_accumulators = {}
+        for i in self.learners:
+            layer = self.net.layers[i]
+            acc = states[i]["acc"]
+            self.last_accumulators[i] = acc
+            for name in ("weight", "rec_weight", "bias"):
+                param = getattr(layer, name, None)
+                if param is not None:
+                    param.grad = (acc[name] * scales[i]).reshape(param.shape)
+            states[i]["acc"] = {name: torch.zeros_like(value) for name, value in acc.items()}
+        if self.apply_update is not None:
+            self.apply_update()
+            self.load_weights()  # online: the rest of the sample runs on the new weights
+
+
+@torch.no_grad()
+def qat_stllr_batch(qat: "QATNetwork", x: torch.Tensor, target: torch.Tensor,
+                    apply_update: Callable[[], None] | None = None, rule: str | None = None):
+    """One S-TLLR batch of a ``learning_path=True`` QAT network through the integer
+    learning path: x (B, T, *input_shape), target (B,) class indices.
+
+    Fills ``param.grad`` of the learning layers with the integer update accumulator's
+    real value times ``fixedpoint.config.update_scale`` (1 / (B k); 1 for sDFA hidden
+    layers), i.e. exactly ``IntNetwork``'s accumulator for the same weights and batch,
+    in the units of the float rule's grad; calls ``apply_update`` (the user's optimizer
+    step) once per batch, or after every window step with ``learning.update: online``.
+    ``rule`` (stllr_batch's argument) must be None or the network's. Returns
+    :class:`stllr.learning.BatchResult` (the float windowed loss on the QAT readout).
+    """
+    from core.config import window_start
+    from stllr.learning import BatchResult, step_loss
+
+    path = qat.integer_learning
+    if path is None:
+        raise ValueError("learning_path: qat_stllr_batch needs QATNetwork(..., learning_path=True)")
+    cfg = qat.learning_config
+    if rule not in (None, cfg.rule):
+        raise ValueError(f"rule: the integer learning path was built for learning.rule {cfg.rule!r}, got {rule!r}")
+    if qat.readout.weight.dtype != DTYPE:
+        raise TypeError(f"QATNetwork runs in float64 only (got {qat.readout.weight.dtype})")
+    path.load_weights()
+    path.apply_update = apply_update
+    try:
+        y, _, _ = path.run(x, target, train=True)
+    finally:
+        path.apply_update = None
+    target = torch.as_tensor(target)
+    start = window_start(x.shape[1], cfg.window)
+    k = x.shape[1] - start
+    loss = sum(float(step_loss(y[:, t], target, cfg.loss)) for t in range(start, x.shape[1])) / k
+    prediction = y[:, start:].sum(1).argmax(-1)
+    return BatchResult(loss, int((prediction == target).sum()), prediction)
 
 
 def _check_quant_tensor(name: str, qt, fmt: FixedFormat) -> None:
@@ -539,14 +675,17 @@ def compare(qat: QATNetwork, int_net, x: np.ndarray, y: np.ndarray | None = None
 
 def fine_tune_and_convert(qat: QATNetwork, config, train_set, test_set, first_epoch: int, epochs: int):
     """S-TLLR QAT epochs ``first_epoch .. first_epoch + epochs - 1`` with the config's rule and
-    optimizer, then the integer model and its agreement on the test set.
+    optimizer (through the integer learning path, :func:`qat_stllr_batch`, when the network
+    was built with ``learning_path=True``), then the integer model and its agreement on the
+    test set.
 
     Returns (QAT test accuracy, IntNetwork, Agreement)."""
     from stllr.train import build_optimizer, evaluate, run_epoch
 
     optimizer = build_optimizer(qat, config)
+    batch_fn = qat_stllr_batch if qat.learning_path else None
     for epoch in range(first_epoch, first_epoch + epochs):
-        run_epoch(qat, optimizer, train_set, config, epoch)
+        run_epoch(qat, optimizer, train_set, config, epoch, batch_fn=batch_fn)
     accuracy = evaluate(qat, test_set).accuracy
     model = qat_to_int(qat)
     agreement = compare(qat, model, test_set.x, test_set.y)

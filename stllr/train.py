@@ -87,8 +87,12 @@ class EpochStats:
     accuracy: float
 
 
-def run_epoch(net: SpikingNetwork, optimizer, dataset: EventDataset, config: Config, epoch: int) -> EpochStats:
-    """One training epoch; the batch order depends only on (seed, epoch)."""
+def run_epoch(net: SpikingNetwork, optimizer, dataset: EventDataset, config: Config, epoch: int,
+              batch_fn=None) -> EpochStats:
+    """One training epoch; the batch order depends only on (seed, epoch).
+
+    ``batch_fn(net, x, y, apply_update)`` replaces the rule's batch function (e.g. the
+    QAT integer learning path, ``fixedpoint.qat.qat_stllr_batch``)."""
     rule = config.learning.rule
     for group in optimizer.param_groups:  # train.lr_halve_at: derived from the epoch, so resume needs no state
         group["lr"] = config.train.lr_at(epoch)
@@ -96,7 +100,9 @@ def run_epoch(net: SpikingNetwork, optimizer, dataset: EventDataset, config: Con
     for x, y in iterate_batches(dataset, config.train.batch_size, shuffle=True, seed=config.train.seed, epoch=epoch):
         x_t, y_t = _to_tensor(x), torch.from_numpy(y)
         optimizer.zero_grad(set_to_none=True)
-        if rule == "bptt":
+        if batch_fn is not None:
+            result = batch_fn(net, x_t, y_t, apply_update=optimizer.step)
+        elif rule == "bptt":
             result = bptt_batch(net, x_t, y_t, apply_update=optimizer.step)
         else:
             result = stllr_batch(net, x_t, y_t, apply_update=optimizer.step, rule=rule)
