@@ -381,10 +381,12 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
     in one pass over the accumulator.
 
     causal, noncausal (B, n_out) int64 (noncausal may have size 0: alpha_post = 0); pre,
-    x (B, n_in) int64; acc, out (n_out, n_in) int64 (out is written, acc only read).
-    The overflow is the accumulator format's (lo, hi, policy 0 saturate / 1 wrap / 2
-    raise: counted only, out then holds the exact sums, bits, signed), as round_overflow
-    with shift 0 applies it.
+    x (B, n_in) int64; acc, out (n_out, n_in) int64 or int32 (out is written, acc only
+    read; the sums are exact int64 either way). The overflow is the accumulator format's
+    (lo, hi, policy 0 saturate / 1 wrap / 2 raise: counted only, out then holds the
+    exact sums, bits, signed), as round_overflow with shift 0 applies it; an int32 out
+    holds every code of a format within int32, but under raise with events only an int64
+    out holds the exact sums.
     Per sample b and synapse (o, j): c = (m q_j << causal_shift) + (n x_j << noncausal_shift),
     rounded by ``shift`` (mode 0..3; 3, stochastic, rounds with zero random bits, i.e.
     floor, as accumulate_update) and added exactly. A row with m != 0 runs over all
@@ -425,8 +427,8 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
     n_noncausal = 0
     n_contrib = 0
     events = 0
+    row = np.empty(taps, np.int64)  # one accumulator row, exact in int64 whatever out's dtype
     for o in range(n_out):
-        row = out[o]
         for t in range(taps):
             row[t] = acc[o, t]
         for b in range(batch):
@@ -461,9 +463,10 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
                     xv = x[b, t]
                     row[t] += spike if xv == 1 else _round_shift((nv * xv) << ncs, s, mode, mask, half)
         for t in range(taps):
-            row[t], event = _round_overflow_one(row[t], zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit,
-                                                period, signed)
+            code, event = _round_overflow_one(row[t], zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit,
+                                              period, signed)
             events += event
+            out[o, t] = code
     return n_causal, n_noncausal, n_contrib, events
 
 
@@ -718,3 +721,77 @@ def lif_forward(syn, syn_left, rec, rec_left, bias, bias_left, cur_shift, cur_mo
     if bad:
         return 0, 0, 0, 0, False
     return cur_events, u_events, v_events, n_spikes, True
+
+
+@numba.njit(cache=True, inline="always")
+def _leading_one(a):
+    """Position of the leading one of a >= 0 (0 for a = 0 and a = 1): a priority encoder
+    as a branch-free binary search (a data-dependent loop mispredicts)."""
+    msb = np.int64(0)
+    step = np.int64(32) * ((a >> np.int64(32)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(16) * ((a >> np.int64(16)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(8) * ((a >> np.int64(8)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(4) * ((a >> np.int64(4)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(2) * ((a >> np.int64(2)) != 0)
+    msb += step
+    a >>= step
+    return msb + ((a >> np.int64(1)) != 0)
+
+
+@numba.njit(cache=True)
+def psi_lookup(u, theta, lut, index_shift, mantissa_bits, out):
+    """out = lut[index(|u - theta|)], the rational Psi of a spiking layer from its table
+    (fixedpoint.config.psi_lut_index, same indices; u, out (B, n) int64 membrane codes,
+    lut int64 psi codes). ``a = |z| >> index_shift``; uniform (``mantissa_bits`` < 0):
+    index = min(a, entries - 1); segmented: k = max(0, msb(a) - mantissa_bits),
+    index = min((k << mantissa_bits) + (a >> k), entries - 1). Returns True (a caller
+    whose stand-in returns False runs the numpy path)."""
+    rows, cols = u.shape
+    last = np.int64(lut.size - 1)
+    s = np.int64(index_shift)
+    m = np.int64(mantissa_bits)
+    index = np.empty(cols, np.int64)
+    for b in range(rows):
+        # the indices first, then the reads: a loop without the table read vectorizes
+        if m >= 0:
+            for i in range(cols):
+                a = abs(u[b, i] - theta) >> s
+                k = max(_leading_one(a) - m, np.int64(0))
+                index[i] = min((k << m) + (a >> k), last)
+        else:
+            for i in range(cols):
+                index[i] = min(abs(u[b, i] - theta) >> s, last)
+        for i in range(cols):
+            out[b, i] = lut[index[i]]
+    return True
+
+
+#: layout of one row of ``trace_steps``' spec: the constants of one trace update
+TRACE_DECAY, TRACE_LEFT, VALUE_LEFT, TRACE_SHIFT, TRACE_MODE, TRACE_LO, TRACE_HI, TRACE_POLICY, TRACE_BITS, \
+    TRACE_SIGNED = range(10)
+
+
+@numba.njit(cache=True)
+def trace_steps(traces, values, spec, outs, results):
+    """Several :func:`trace_step` updates in one call (the traces of one layer and step).
+
+    traces, values, outs: tuples of 2-d int64 arrays (trace i, its value and its output
+    share one shape); spec (n, 10) int64, row i = decay, trace_left, value_left, shift,
+    mode, lo, hi, policy, bits, signed of trace i (the TRACE_* columns); results (n, 3)
+    int64, row i = trace_step's (events, ok, non-zero values) of trace i."""
+    for i in range(len(traces)):
+        r = spec[i]
+        events, ok, nonzero = trace_step(traces[i], r[TRACE_DECAY], r[TRACE_LEFT], values[i], r[VALUE_LEFT],
+                                         r[TRACE_SHIFT], r[TRACE_MODE], r[TRACE_LO], r[TRACE_HI], r[TRACE_POLICY],
+                                         r[TRACE_BITS], r[TRACE_SIGNED] != 0, outs[i])
+        results[i, 0] = events
+        results[i, 1] = ok
+        results[i, 2] = nonzero

@@ -43,10 +43,12 @@ from fixedpoint.kernels import (
     grid_codes,
     grid_codes_time_major,
     lif_forward,
+    psi_lookup,
     round_overflow,
     synaptic_current,
     synaptic_current_dense,
     trace_step,
+    trace_steps,
     transpose_mac,
     weight_write,
 )
@@ -153,7 +155,8 @@ class IntParams:
 
 
 class IntLayerState(NamedTuple):
-    """Plain int64 arrays; None where a layer does not track the value."""
+    """Plain int64 arrays (the accumulators: acc_dtype, int32 for an update format within
+    int32); None where a layer does not track the value."""
 
     membrane: np.ndarray  # (B, n_out) v[t] (spiking, after reset) or y[t] (readout)
     pre_trace: np.ndarray | None  # (B, n_in) q[t]
@@ -161,7 +164,7 @@ class IntLayerState(NamedTuple):
     bias_trace: np.ndarray | None  # () q_b[t], trace of the constant input 1
     prev_spikes: np.ndarray | None  # (B, n_out) o[t-1] (recurrent)
     rec_pre_trace: np.ndarray | None  # (B, n_out) q_rec[t] (recurrent)
-    acc: dict | None  # {"weight", "rec_weight", "bias"}: update-format accumulators
+    acc: dict | None  # {"weight", "rec_weight", "bias"}: update-format accumulators (acc_dtype)
 
 
 class IntState(NamedTuple):
@@ -211,6 +214,9 @@ class StepContext:
     #: depend only on the layer, eta and optimizer, so they are built once and multiplied
     #: out by flush_counts (an online run writes every window step)
     writes: dict = field(default_factory=dict, repr=False, compare=False)
+    #: (layer, tensor) -> (format, shifts, spec row) of a trace update (_trace_spec_row):
+    #: constants derived from a layer's formats and shifts, checked by identity on use
+    constants: dict = field(default_factory=dict, repr=False, compare=False)
 
     def observe(self, layer: str, quantity: str, n) -> None:
         if self.ops is not None:
@@ -365,6 +371,65 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
     return out
 
 
+def _trace_spec_row(ctx: StepContext, lp: IntLayerParams, decay: int, trace_fmt: FixedFormat, tensor: str
+                    ) -> np.ndarray:
+    """The constants of one trace update as a row of kernels.trace_steps' spec (built once
+    per layer and tensor; a layer rebuilt by a weight write keeps its formats and shifts)."""
+    key = (lp.name, tensor)
+    entry = ctx.constants.get(key)
+    if entry is None or entry[0] is not trace_fmt or entry[1] is not lp.shifts or entry[2] != decay:
+        decay_shift, value_shift, shift = (lp.shifts[k] for k in _TRACE_SHIFTS[tensor])
+        row = np.array([decay, decay_shift, value_shift, shift, mode_code(trace_fmt.rounding), trace_fmt.min_int,
+                        trace_fmt.max_int, overflow_code(trace_fmt.overflow), trace_fmt.bits, trace_fmt.signed],
+                       np.int64)
+        entry = ctx.constants[key] = (trace_fmt, lp.shifts, decay, row, f"{lp.name}.{tensor}")
+    return entry
+
+
+def _trace_updates(ctx, lp: IntLayerParams, updates) -> list:
+    """Every trace update of one layer and step, in order: ``updates`` holds the arguments
+    of :func:`_trace_update` after ``lp`` (decay, trace, trace_fmt, value, tensor,
+    nonzero_quantity). One kernels.trace_steps call where every update qualifies for
+    trace_step and none reports anything (an overflow under `raise`, a value out of the
+    rounding contract); otherwise each runs through _trace_update, which reports it.
+    Overflow records and observed quantities as _trace_update makes them, in order."""
+    blocks, values, outs, rows = [], [], [], []
+    for decay, trace, trace_fmt, value, tensor, _ in updates:
+        if trace.ndim == 0 and isinstance(value, np.int64):  # the bias trace q_b: a 1 x 1 block
+            trace, value = trace.reshape(1, 1), np.full((1, 1), value)
+        if not (trace.ndim == 2 and isinstance(value, np.ndarray) and value.shape == trace.shape
+                and trace.dtype == np.int64 and value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
+                and trace.flags.c_contiguous and value.flags.c_contiguous):
+            blocks = None
+            break
+        entry = _trace_spec_row(ctx, lp, decay, trace_fmt, tensor)
+        if not -62 <= entry[3][3] <= 62:
+            blocks = None
+            break
+        blocks.append(trace)
+        values.append(value)
+        outs.append(np.empty(trace.shape, np.int64))
+        rows.append(entry)
+    if blocks:
+        results = np.zeros((len(blocks), 3), np.int64)  # ok = 0 until the kernel writes it
+        key = (lp.name, *(update[4] for update in updates))
+        stacked = ctx.constants.get(key)
+        if stacked is None or any(a is not b for a, b in zip(stacked[0], rows)):
+            stacked = ctx.constants[key] = (tuple(rows), np.stack([entry[3] for entry in rows]))
+        trace_steps(tuple(blocks), tuple(values), stacked[1], tuple(outs), results)
+        if all(ok and not (events and entry[0].overflow == "raise")
+               for (events, ok, _), entry in zip(results.tolist(), rows)):
+            new = []
+            for (events, _, nonzero), entry, out, update in zip(results.tolist(), rows, outs, updates):
+                if ctx.overflow is not None:
+                    ctx.overflow.record(entry[4], entry[0], events=events, elements=out.size)
+                if update[5] is not None:
+                    ctx.observe(lp.name, update[5], nonzero)
+                new.append(out.reshape(update[1].shape))
+            return new
+    return [_trace_update(ctx, lp, *update) for update in updates]
+
+
 def _fusable(fmt: FixedFormat, shift: int) -> bool:
     return fmt.rounding != "stochastic" and -62 <= shift <= 62
 
@@ -453,13 +518,12 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         new = state._replace(membrane=u)
         record = IntRecord(x, current, u, u, None, None, None, None, None, None)
         if ctx.traces:
-            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace",
-                              "inputs")
-            ctx.observe(name, "input_elements", x.size)
-            qb = state.bias_trace
+            updates = [(c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")]
             if lp.bias is not None:
-                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace",
-                                   "steps")
+                updates.append((c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace", "steps"))
+            q, *rest = _trace_updates(ctx, lp, updates)
+            ctx.observe(name, "input_elements", x.size)
+            qb = rest[0] if rest else state.bias_trace
             new = new._replace(pre_trace=q, bias_trace=qb)
             record = record._replace(pre_trace=q, bias_trace=qb)
             ctx.put(name, "pre_trace", q)
@@ -482,31 +546,35 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     new = state._replace(membrane=v, prev_spikes=spikes if lp.kind == "recurrent" else None)
     if not ctx.traces:
         return new, IntRecord(x, current, u, spikes, None, None, None, None, state.prev_spikes, None)
-    z = u - c.theta
-    # -- Psi(z)
-    absz = np.abs(z)
+    # -- Psi(z), z = u - theta
     if c.psi_kind == "triangle":
-        d = np.maximum(c.psi_width - absz, 0)  # membrane format
+        d = np.maximum(c.psi_width - np.abs(u - c.theta), 0)  # membrane format
         wide = c.psi_slope * d  # frac psi_slope + membrane
         psi = _requant(wide, sh["SH_PSI_TRI"], f.psi, f"{name}.psi", ctx)
         ctx.observe(name, "psi_support", np.count_nonzero(d))
     else:
-        psi = c.psi_lut[psi_lut_index(absz, f.psi_lut)]
+        lut = f.psi_lut
+        psi = np.empty(u.shape, np.int64)
+        if not (u.ndim == 2 and u.dtype == np.int64 and c.psi_lut.dtype == np.int64
+                and psi_lookup(u, c.theta, c.psi_lut, lut.index_shift,
+                               lut.mantissa_bits if lut.kind == "segmented" else -1, psi)):
+            psi = c.psi_lut[psi_lut_index(np.abs(u - c.theta), lut)]
     ctx.put(name, "psi", psi)
     # -- traces
-    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, "post_trace", "psi")
-    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")
-    ctx.observe(name, "input_elements", x.size)
-    qb = state.bias_trace
+    updates = [(c.lambda_post, state.post_trace, f.post_trace, psi, "post_trace", "psi"),
+               (c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")]
     if lp.bias is not None:
-        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace",
-                           "steps")
+        updates.append((c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace", "steps"))
     rec_in = rec_q = None
     if lp.kind == "recurrent":
         rec_in = state.prev_spikes
         # its non-zero inputs are the forward's rec_events, already observed
-        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, "rec_pre_trace",
-                              None)
+        updates.append((c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, "rec_pre_trace", None))
+    p, q, *rest = _trace_updates(ctx, lp, updates)
+    ctx.observe(name, "input_elements", x.size)
+    qb = rest.pop(0) if lp.bias is not None else state.bias_trace
+    if lp.kind == "recurrent":
+        rec_q = rest.pop(0)
         ctx.put(name, "rec_pre_trace", rec_q)
     for key, value in (("post_trace", p), ("pre_trace", q), ("bias_trace", qb if lp.bias is not None else None)):
         ctx.put(name, key, value)
@@ -612,6 +680,15 @@ def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, ctx: StepC
     return _requant(alpha * signal, lp.shifts["SH_A"], lp.fmts.modulation, f"{lp.name}.modulation", ctx)
 
 
+def acc_dtype(update: FixedFormat) -> type:
+    """Storage dtype of the update-format accumulators: int32 where it holds every code of
+    the format (each stored value has had the format's overflow applied), else int64. Half
+    the memory traffic of int64 in the per-window-step pass over them; every sum is still
+    formed exactly in int64."""
+    int32 = np.iinfo(np.int32)
+    return np.int32 if int32.min <= update.min_int and update.max_int <= int32.max else np.int64
+
+
 def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.ndarray, bias_mode: str,
                    ctx: StepContext) -> dict:
     """acc += sum_b round(L_i e_ij) for this step (STLLR.md update), new dict returned.
@@ -623,6 +700,7 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     """
     f, c, g, name = lp.fmts, lp.const, lp.geometry, lp.name
     fu = f.update
+    store = acc_dtype(fu)
     batch = signal.shape[0]
     shape3 = (batch, g.channels, g.positions)
     a_pre = _scale_signal(lp, c.alpha_pre, signal, ctx)
@@ -641,16 +719,19 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
         shift_bits = [lp.shifts[key] for key in shifts]
         old = acc[tensor]
         fused = False  # overflow of the update format applied (and counted) by the kernel
-        if (_identity_map(geometry) and old.dtype == np.int64 and old.shape == (geometry.channels, geometry.n_in)
-                and pre.dtype == np.int64 and x.dtype == np.int64 and pre.shape == x.shape == (batch, geometry.n_in)):
-            # dense layer: overflow(acc + this step's rounded contributions) in one pass;
-            # under `raise` an overflow leaves the exact sums for _requant to report
-            total = np.empty(old.shape, np.int64)
-            n_c, n_nc, n_contrib, events = accumulate_update_dense(
-                causal.reshape(batch, -1), pre, noncausal.reshape(batch, -1) if noncausal.size else _EMPTY2, x,
-                *shift_bits, mode_code(fu.rounding), old, fu.min_int, fu.max_int, overflow_code(fu.overflow),
-                fu.bits, fu.signed, total)
+        if (_identity_map(geometry) and old.dtype in (np.int64, np.int32)
+                and old.shape == (geometry.channels, geometry.n_in) and pre.dtype == np.int64
+                and x.dtype == np.int64 and pre.shape == x.shape == (batch, geometry.n_in)):
+            # dense layer: overflow(acc + this step's rounded contributions) in one pass
+            args = (causal.reshape(batch, -1), pre, noncausal.reshape(batch, -1) if noncausal.size else _EMPTY2, x,
+                    *shift_bits, mode_code(fu.rounding), old, fu.min_int, fu.max_int, overflow_code(fu.overflow),
+                    fu.bits, fu.signed)
+            total = np.empty(old.shape, store)
+            n_c, n_nc, n_contrib, events = accumulate_update_dense(*args, total)
             fused = not (events and fu.overflow == "raise")
+            if not fused and store != np.int64:  # only int64 holds the exact sums that _requant reports
+                total = np.empty(old.shape, np.int64)
+                accumulate_update_dense(*args, total)
         else:
             # the kernel adds this step's rounded contributions onto a copy of the accumulator
             # (the same exact int64 sum as acc + (0 + contributions))
@@ -666,7 +747,7 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
             if ctx.overflow is not None:
                 ctx.overflow.record(f"{name}.{acc_name}", fu, events=int(events), elements=int(out.size))
         else:
-            out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
+            out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx).astype(store, copy=False)
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
@@ -689,7 +770,8 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
                 ctx.observe(name, "bias_noncausal", np.count_nonzero(nc))
         per_sample = term.reshape(shape3).sum(axis=2)  # exact sum over positions
         rounded = shift_right_round(per_sample, shift, fu.rounding)
-        new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx)
+        new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx).astype(
+            store, copy=False)
         ctx.put(name, "acc_bias", new["bias"])
     return new
 
@@ -763,7 +845,7 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
             value = getattr(lp, tensor)
             if value is None:
                 continue
-            step = ls.acc[tensor]
+            step = ls.acc[tensor].astype(np.int64)  # stored as acc_dtype; the write works in int64
             if lion:
                 step = _lion_direction(lp, tensor, step, momentum, params.optimizer, ctx)
             elif params.optimizer.kind == "signum":
@@ -844,13 +926,14 @@ def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool
         z = lambda n: np.zeros((batch, n), np.int64)  # noqa: E731
         acc = None
         if lp.index in params.learners:
-            acc = {"weight": np.zeros_like(lp.weight)}
+            store = acc_dtype(lp.fmts.update)
+            acc = {"weight": np.zeros(lp.weight.shape, store)}
             if lp.rec_weight is not None:
-                acc["rec_weight"] = np.zeros_like(lp.rec_weight)
+                acc["rec_weight"] = np.zeros(lp.rec_weight.shape, store)
             if lp.bias is not None:
-                acc["bias"] = np.zeros_like(lp.bias)
+                acc["bias"] = np.zeros(lp.bias.shape, store)
             if params.optimizer.kind == "signum" and momentum is not None:  # the accumulator is the momentum
-                acc = {tensor: momentum[(lp.index, tensor)].copy() for tensor in acc}
+                acc = {tensor: momentum[(lp.index, tensor)].astype(store) for tensor in acc}
         layers.append(IntLayerState(
             membrane=z(g.n_out),
             pre_trace=z(g.n_in) if traces else None,
