@@ -664,6 +664,26 @@ def lif_forward(syn, syn_left, rec, rec_left, bias, bias_left, cur_shift, cur_mo
     syn, membrane (B, n); rec (B, n) or empty; bias (n,) or empty. spikes and v are
     written only when ``spiking``. Returns (current events, u events, v events, spikes,
     ok); ok as in round_overflow (outputs unusable when False)."""
+    if cur_mode == 1 and cur_policy == 0 and mem_mode == 1 and mem_policy == 0:
+        # the usual formats (nearest_even, saturate): one loop without the other cases
+        return _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left,
+                         (cur_shift, 1, cur_lo, cur_hi, 0, cur_bits, cur_signed), beta, membrane, leak_left,
+                         join_left, (mem_shift, 1, mem_lo, mem_hi, 0, mem_bits, mem_signed), theta, spiking, soft,
+                         current, u, spikes, v)
+    return _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left,
+                     (cur_shift, cur_mode, cur_lo, cur_hi, cur_policy, cur_bits, cur_signed), beta, membrane,
+                     leak_left, join_left, (mem_shift, mem_mode, mem_lo, mem_hi, mem_policy, mem_bits, mem_signed),
+                     theta, spiking, soft, current, u, spikes, v)
+
+
+@numba.njit(cache=True, inline="always")
+def _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left, cur_format, beta, membrane, leak_left, join_left,
+              mem_format, theta, spiking, soft, current, u, spikes, v):
+    """lif_forward's loop; inlined with constant modes and policies, it compiles to their case
+    only. The formats travel as tuples (shift, mode, lo, hi, policy, bits, signed): Python
+    passes more than 30 arguments as *args, which numba does not inline."""
+    cur_shift, cur_mode, cur_lo, cur_hi, cur_policy, cur_bits, cur_signed = cur_format
+    mem_shift, mem_mode, mem_lo, mem_hi, mem_policy, mem_bits, mem_signed = mem_format
     rows, cols = syn.shape
     use_rec = rec.size > 0
     use_bias = bias.size > 0

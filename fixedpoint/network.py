@@ -434,45 +434,62 @@ def _fusable(fmt: FixedFormat, shift: int) -> bool:
     return fmt.rounding != "stochastic" and -62 <= shift <= 62
 
 
+def _format_args(fmt: FixedFormat, shift: int) -> tuple:
+    """(shift, mode, lo, hi, policy, bits, signed): how the kernels round into ``fmt``."""
+    return (shift, mode_code(fmt.rounding), fmt.min_int, fmt.max_int, overflow_code(fmt.overflow), fmt.bits,
+            fmt.signed)
+
+
+def _lif_constants(ctx: StepContext, lp: IntLayerParams) -> tuple:
+    """(fusable, current args, membrane args, record names) of _lif_fused, built once per
+    layer (a layer rebuilt by a weight write keeps its formats, constants and shifts)."""
+    key = ("lif", lp.name)
+    entry = ctx.constants.get(key)
+    if entry is None or entry[0] is not lp.fmts or entry[1] is not lp.shifts or entry[2] is not lp.const:
+        f, sh = lp.fmts, lp.shifts
+        fusable = _fusable(f.current, sh["SH_CUR"]) and _fusable(f.membrane, sh["SH_MEM"])
+        entry = ctx.constants[key] = (lp.fmts, lp.shifts, lp.const, fusable, _format_args(f.current, sh["SH_CUR"]),
+                                      _format_args(f.membrane, sh["SH_MEM"]),
+                                      (f"{lp.name}.current", f"{lp.name}.membrane"))
+    return entry[3:]
+
+
+_EMPTY1 = np.zeros(0, np.int64)  # an absent (n,) operand of a kernel
+
+
 def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, ctx: StepContext):
     """current, u (and spikes, v, spike count) of int_layer_step in one numba pass
     (kernels.lif_forward), or None where the numpy path must run: an unusual dtype or
     shift, stochastic rounding, or anything that path reports (an overflow under
     `raise`, a value out of the rounding contract). Records the overflow events as
     the numpy path does: current, membrane (u), membrane (v)."""
-    f, c, name = lp.fmts, lp.const, lp.name
-    fcur, fmem = f.current, f.membrane
-    sh = lp.shifts
-    cur_shift, mem_shift = sh["SH_CUR"], sh["SH_MEM"]
-    arrays = [syn, state.membrane] + [a for a in (rec, bias) if a is not None]
-    if (any(a.dtype != np.int64 for a in arrays) or state.membrane.shape != syn.shape
-            or not (_fusable(fcur, cur_shift) and _fusable(fmem, mem_shift))):
+    f, c, sh = lp.fmts, lp.const, lp.shifts
+    fusable, cur_args, mem_args, (cur_name, mem_name) = _lif_constants(ctx, lp)
+    membrane = state.membrane
+    if (not fusable or syn.dtype != np.int64 or membrane.dtype != np.int64 or membrane.shape != syn.shape
+            or (rec is not None and rec.dtype != np.int64) or (bias is not None and bias.dtype != np.int64)):
         return None
     shape = syn.shape
     current, u = np.empty(shape, np.int64), np.empty(shape, np.int64)
     spiking = lp.spiking
     spikes = np.empty(shape if spiking else (0, 0), np.int64)
     v = np.empty(shape if spiking else (0, 0), np.int64)
-    empty1, empty2 = np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
     cur_events, u_events, v_events, n_spikes, ok = lif_forward(
-        syn, sh["SH_W_CUR"], empty2 if rec is None else rec, sh["SH_REC_CUR"],
-        empty1 if bias is None else bias, sh["SH_B_CUR"],
-        cur_shift, mode_code(fcur.rounding), fcur.min_int, fcur.max_int, overflow_code(fcur.overflow), fcur.bits,
-        fcur.signed, c.beta, state.membrane, sh["SH_BV"], sh["SH_CM"],
-        mem_shift, mode_code(fmem.rounding), fmem.min_int, fmem.max_int, overflow_code(fmem.overflow), fmem.bits,
-        fmem.signed, c.theta, spiking, lp.reset == "soft", current, u, spikes, v)
-    if not ok or (cur_events and fcur.overflow == "raise") or (
-            (u_events or v_events) and fmem.overflow == "raise"):
+        syn, sh["SH_W_CUR"], _EMPTY2 if rec is None else rec, sh["SH_REC_CUR"],
+        _EMPTY1 if bias is None else bias, sh["SH_B_CUR"], *cur_args, c.beta, membrane, sh["SH_BV"], sh["SH_CM"],
+        *mem_args, c.theta, spiking, lp.reset == "soft", current, u, spikes, v)
+    if not ok or (cur_events and f.current.overflow == "raise") or (
+            (u_events or v_events) and f.membrane.overflow == "raise"):
         return None
     if ctx.overflow is not None:
-        n = int(current.size)
-        ctx.overflow.record(f"{name}.current", fcur, events=int(cur_events), elements=n)
-        ctx.overflow.record(f"{name}.membrane", fmem, events=int(u_events), elements=n)
+        n = current.size
+        ctx.overflow.record(cur_name, f.current, events=cur_events, elements=n)
+        ctx.overflow.record(mem_name, f.membrane, events=u_events, elements=n)
         if spiking:
-            ctx.overflow.record(f"{name}.membrane", fmem, events=int(v_events), elements=n)
+            ctx.overflow.record(mem_name, f.membrane, events=v_events, elements=n)
     if not spiking:
         return current, u, None, None, None
-    return current, u, spikes, v, int(n_spikes)
+    return current, u, spikes, v, n_spikes
 
 
 # ------------------------------------------------------------------------- layer step
