@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -131,7 +132,7 @@ class IntLayerParams:
     feedback: np.ndarray | None  # (n_out, classes) int64, feedback format (DFA/sDFA)
     shifts: dict = field(default_factory=dict, compare=False)  # name -> bits (fixedpoint.spec.layer_shifts)
 
-    @property
+    @cached_property
     def name(self) -> str:
         return f"layer{self.index}"
 
@@ -214,8 +215,8 @@ class StepContext:
     #: depend only on the layer, eta and optimizer, so they are built once and multiplied
     #: out by flush_counts (an online run writes every window step)
     writes: dict = field(default_factory=dict, repr=False, compare=False)
-    #: (layer, tensor) -> (format, shifts, spec row) of a trace update (_trace_spec_row):
-    #: constants derived from a layer's formats and shifts, checked by identity on use
+    #: kernel constants derived once from a layer's formats, shifts and constants (what
+    #: _trace_plan and _lif_constants build), checked by identity on every use
     constants: dict = field(default_factory=dict, repr=False, compare=False)
 
     def observe(self, layer: str, quantity: str, n) -> None:
@@ -371,19 +372,27 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
     return out
 
 
-def _trace_spec_row(ctx: StepContext, lp: IntLayerParams, decay: int, trace_fmt: FixedFormat, tensor: str
-                    ) -> np.ndarray:
-    """The constants of one trace update as a row of kernels.trace_steps' spec (built once
-    per layer and tensor; a layer rebuilt by a weight write keeps its formats and shifts)."""
-    key = (lp.name, tensor)
-    entry = ctx.constants.get(key)
-    if entry is None or entry[0] is not trace_fmt or entry[1] is not lp.shifts or entry[2] != decay:
-        decay_shift, value_shift, shift = (lp.shifts[k] for k in _TRACE_SHIFTS[tensor])
-        row = np.array([decay, decay_shift, value_shift, shift, mode_code(trace_fmt.rounding), trace_fmt.min_int,
-                        trace_fmt.max_int, overflow_code(trace_fmt.overflow), trace_fmt.bits, trace_fmt.signed],
-                       np.int64)
-        entry = ctx.constants[key] = (trace_fmt, lp.shifts, decay, row, f"{lp.name}.{tensor}")
-    return entry
+def _trace_plan(ctx: StepContext, lp: IntLayerParams, updates) -> tuple:
+    """(spec, record names, formats) of kernels.trace_steps for these updates of ``lp``
+    (see _trace_updates), built once per layer and set of traces: each row holds decay,
+    trace_left, value_left, shift, mode, lo, hi, policy, bits, signed (the TRACE_*
+    columns). Checked on use against the formats and decays passed, and the layer's shifts
+    (a layer rebuilt by a weight write keeps them)."""
+    key = ("traces", lp.name, *(update[4] for update in updates))
+    plan = ctx.constants.get(key)
+    if (plan is None or plan[0] is not lp.shifts
+            or any(fmt is not update[2] or decay != update[0] for fmt, decay, update in zip(plan[3], plan[4], updates))):
+        rows = []
+        for decay, _, trace_fmt, _, tensor, _ in updates:
+            decay_shift, value_shift, shift = (lp.shifts[k] for k in _TRACE_SHIFTS[tensor])
+            rows.append([decay, decay_shift, value_shift, *_format_args(trace_fmt, shift)])
+        plan = ctx.constants[key] = (lp.shifts, np.array(rows, np.int64),
+                                     tuple(f"{lp.name}.{update[4]}" for update in updates),
+                                     tuple(update[2] for update in updates), tuple(update[0] for update in updates))
+    return plan[1:4]
+
+
+_ONE_BLOCK = np.ones((1, 1), np.int64)  # the bias trace's input 1 as a 1 x 1 block (only read)
 
 
 def _trace_updates(ctx, lp: IntLayerParams, updates) -> list:
@@ -393,41 +402,29 @@ def _trace_updates(ctx, lp: IntLayerParams, updates) -> list:
     trace_step and none reports anything (an overflow under `raise`, a value out of the
     rounding contract); otherwise each runs through _trace_update, which reports it.
     Overflow records and observed quantities as _trace_update makes them, in order."""
-    blocks, values, outs, rows = [], [], [], []
-    for decay, trace, trace_fmt, value, tensor, _ in updates:
+    spec, names, formats = _trace_plan(ctx, lp, updates)
+    blocks, values = [], []
+    for (_, trace, trace_fmt, value, _, _), shift in zip(updates, spec[:, 3].tolist()):
         if trace.ndim == 0 and isinstance(value, np.int64):  # the bias trace q_b: a 1 x 1 block
-            trace, value = trace.reshape(1, 1), np.full((1, 1), value)
-        if not (trace.ndim == 2 and isinstance(value, np.ndarray) and value.shape == trace.shape
-                and trace.dtype == np.int64 and value.dtype == np.int64 and trace_fmt.rounding != "stochastic"
-                and trace.flags.c_contiguous and value.flags.c_contiguous):
-            blocks = None
-            break
-        entry = _trace_spec_row(ctx, lp, decay, trace_fmt, tensor)
-        if not -62 <= entry[3][3] <= 62:
-            blocks = None
-            break
+            trace, value = trace.reshape(1, 1), _ONE_BLOCK if value == 1 else np.full((1, 1), value)
+        if not (isinstance(value, np.ndarray) and trace.ndim == 2 and value.shape == trace.shape
+                and trace.dtype == np.int64 and value.dtype == np.int64 and trace.flags.c_contiguous
+                and value.flags.c_contiguous and trace_fmt.rounding != "stochastic" and -62 <= shift <= 62):
+            return [_trace_update(ctx, lp, *update) for update in updates]
         blocks.append(trace)
         values.append(value)
-        outs.append(np.empty(trace.shape, np.int64))
-        rows.append(entry)
-    if blocks:
-        results = np.zeros((len(blocks), 3), np.int64)  # ok = 0 until the kernel writes it
-        key = (lp.name, *(update[4] for update in updates))
-        stacked = ctx.constants.get(key)
-        if stacked is None or any(a is not b for a, b in zip(stacked[0], rows)):
-            stacked = ctx.constants[key] = (tuple(rows), np.stack([entry[3] for entry in rows]))
-        trace_steps(tuple(blocks), tuple(values), stacked[1], tuple(outs), results)
-        if all(ok and not (events and entry[0].overflow == "raise")
-               for (events, ok, _), entry in zip(results.tolist(), rows)):
-            new = []
-            for (events, _, nonzero), entry, out, update in zip(results.tolist(), rows, outs, updates):
-                if ctx.overflow is not None:
-                    ctx.overflow.record(entry[4], entry[0], events=events, elements=out.size)
-                if update[5] is not None:
-                    ctx.observe(lp.name, update[5], nonzero)
-                new.append(out.reshape(update[1].shape))
-            return new
-    return [_trace_update(ctx, lp, *update) for update in updates]
+    outs = tuple(np.empty(trace.shape, np.int64) for trace in blocks)
+    results = np.zeros((len(blocks), 3), np.int64)  # ok = 0 until the kernel writes it
+    trace_steps(tuple(blocks), tuple(values), spec, outs, results)
+    results = results.tolist()
+    if not all(ok and not (events and fmt.overflow == "raise") for (events, ok, _), fmt in zip(results, formats)):
+        return [_trace_update(ctx, lp, *update) for update in updates]
+    for (events, _, nonzero), name, fmt, out, update in zip(results, names, formats, outs, updates):
+        if ctx.overflow is not None:
+            ctx.overflow.record(name, fmt, events=events, elements=out.size)
+        if update[5] is not None:
+            ctx.observe(lp.name, update[5], nonzero)
+    return [out.reshape(update[1].shape) for out, update in zip(outs, updates)]
 
 
 def _fusable(fmt: FixedFormat, shift: int) -> bool:
