@@ -9,7 +9,8 @@ Core (pure functions of integer arrays; formats and constants travel in the para
 
 Shell: :class:`IntNetwork` (``from_float``, ``to_float``, ``infer``, ``train_batch``).
 
-Every value is an int64 code in its declared format (``fixedpoint.config``); every state
+Every value is an int64 code in its declared format (``fixedpoint.config``; the update
+accumulators are stored as int32 where their format fits, :func:`acc_dtype`); every state
 update is ONE rounding of an exact int64 sum of aligned terms, in the rounding mode of
 the destination format, followed by the destination's overflow policy (counted per
 ``layer<i>.<tensor>`` in an OverflowCounter). docs/fixedpoint_model.md has the table.
