@@ -17,8 +17,8 @@ Speed (docs/bench_int_speed.md): dense layers (input j is tap j) take
 network) and :func:`accumulate_update_dense` (accumulator, contributions and overflow in
 one pass); other ``P = 1`` maps take dedicated paths in :func:`synaptic_current` (batch
 > 1) and :func:`accumulate_update`. The fused passes (:func:`round_overflow`,
-:func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`,
-:func:`grid_codes_time_major`) give the bits of the numpy path in
+:func:`trace_step`, :func:`trace_steps`, :func:`lif_forward`, :func:`psi_lookup`,
+:func:`grid_codes`, :func:`grid_codes_time_major`) give the bits of the numpy path in
 ``fixedpoint.network`` and report when that path must run instead (an overflow under
 ``raise``, a value outside the rounding contract, a value off the input grid), so errors
 and their messages come from one place.
