@@ -127,6 +127,8 @@ class OverflowCounter:
     def __init__(self) -> None:
         # name -> [format text, events, elements seen]; insertion order = report order
         self._rows: dict[str, list] = {}
+        # id(format) -> (format, its text): a model records the same few formats per step
+        self._texts: dict[int, tuple[FixedFormat, str]] = {}
 
     def record(self, tensor: str, fmt: FixedFormat, *, events: int, elements: int) -> None:
         """Add ``events`` out-of-range elements among ``elements`` seen for ``tensor``."""
@@ -135,7 +137,10 @@ class OverflowCounter:
                 f"{tensor}: events = {events}, elements = {elements} must satisfy "
                 "0 <= events <= elements"
             )
-        text = fmt.describe()
+        known = self._texts.get(id(fmt))
+        if known is None or known[0] is not fmt:  # the format is kept, so its id is not reused
+            known = self._texts[id(fmt)] = (fmt, fmt.describe())
+        text = known[1]
         row = self._rows.setdefault(tensor, [text, 0, 0])
         if row[0] != text:
             raise ValueError(f"tensor {tensor!r} recorded as {row[0]} and as {text}")

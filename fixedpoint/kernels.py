@@ -17,8 +17,8 @@ Speed (docs/bench_int_speed.md): dense layers (input j is tap j) take
 network) and :func:`accumulate_update_dense` (accumulator, contributions and overflow in
 one pass); other ``P = 1`` maps take dedicated paths in :func:`synaptic_current` (batch
 > 1) and :func:`accumulate_update`. The fused passes (:func:`round_overflow`,
-:func:`trace_step`, :func:`lif_forward`, :func:`grid_codes`,
-:func:`grid_codes_time_major`) give the bits of the numpy path in
+:func:`trace_step`, :func:`trace_steps`, :func:`lif_forward`, :func:`psi_lookup`,
+:func:`grid_codes`, :func:`grid_codes_time_major`) give the bits of the numpy path in
 ``fixedpoint.network`` and report when that path must run instead (an overflow under
 ``raise``, a value outside the rounding contract, a value off the input grid), so errors
 and their messages come from one place.
@@ -162,7 +162,16 @@ def _sum_columns(columns, x, b, active, k, acc):
     """acc = sum over the k inputs j = active[:k] of columns[j] * x[b, j], in acc's dtype."""
     acc[:] = 0
     n_out = acc.size
-    for i in range(k):
+    i = 0
+    # spikes four at a time: one pass over acc adds four columns (any order is exact: no
+    # partial sum leaves the bound that chose acc's dtype)
+    while i + 3 < k and x[b, active[i]] == 1 and x[b, active[i + 1]] == 1 and x[b, active[i + 2]] == 1 \
+            and x[b, active[i + 3]] == 1:
+        c0, c1, c2, c3 = columns[active[i]], columns[active[i + 1]], columns[active[i + 2]], columns[active[i + 3]]
+        for o in range(n_out):
+            acc[o] += c0[o] + c1[o] + c2[o] + c3[o]
+        i += 4
+    for i in range(i, k):
         j = active[i]
         col = columns[j]
         xv = x[b, j]
@@ -381,10 +390,12 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
     in one pass over the accumulator.
 
     causal, noncausal (B, n_out) int64 (noncausal may have size 0: alpha_post = 0); pre,
-    x (B, n_in) int64; acc, out (n_out, n_in) int64 (out is written, acc only read).
-    The overflow is the accumulator format's (lo, hi, policy 0 saturate / 1 wrap / 2
-    raise: counted only, out then holds the exact sums, bits, signed), as round_overflow
-    with shift 0 applies it.
+    x (B, n_in) int64; acc, out (n_out, n_in) int64 or int32 (out is written, acc only
+    read; the sums are exact int64 either way). The overflow is the accumulator format's
+    (lo, hi, policy 0 saturate / 1 wrap / 2 raise: counted only, out then holds the
+    exact sums, bits, signed), as round_overflow with shift 0 applies it; an int32 out
+    holds every code of a format within int32, but under raise with events only an int64
+    out holds the exact sums.
     Per sample b and synapse (o, j): c = (m q_j << causal_shift) + (n x_j << noncausal_shift),
     rounded by ``shift`` (mode 0..3; 3, stochastic, rounds with zero random bits, i.e.
     floor, as accumulate_update) and added exactly. A row with m != 0 runs over all
@@ -425,8 +436,8 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
     n_noncausal = 0
     n_contrib = 0
     events = 0
+    row = np.empty(taps, np.int64)  # one accumulator row, exact in int64 whatever out's dtype
     for o in range(n_out):
-        row = out[o]
         for t in range(taps):
             row[t] = acc[o, t]
         for b in range(batch):
@@ -438,7 +449,10 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
             if c != 0:
                 n_causal += n_q[b]
                 n_contrib += n_q[b]
-                if s > 0:
+                if s > 0 and mode == 1:  # nearest_even, the usual update format: its own loop
+                    for t in range(taps):
+                        row[t] += _round_positive_shift((c * qrow[t]) << cs, s, 1, mask, half)
+                elif s > 0:
                     for t in range(taps):
                         row[t] += _round_positive_shift((c * qrow[t]) << cs, s, mode, mask, half)
                 else:
@@ -460,10 +474,17 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
                     t = active[b, k]
                     xv = x[b, t]
                     row[t] += spike if xv == 1 else _round_shift((nv * xv) << ncs, s, mode, mask, half)
-        for t in range(taps):
-            row[t], event = _round_overflow_one(row[t], zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit,
-                                                period, signed)
-            events += event
+        if policy == 0:  # saturate, the usual accumulator: a loop without the other policies
+            for t in range(taps):
+                value = row[t]
+                events += (value < lo) | (value > hi)
+                out[o, t] = min(max(value, lo), hi)
+        else:
+            for t in range(taps):
+                code, event = _round_overflow_one(row[t], zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit,
+                                                  period, signed)
+                events += event
+                out[o, t] = code
     return n_causal, n_noncausal, n_contrib, events
 
 
@@ -744,6 +765,26 @@ def lif_forward(syn, syn_left, rec, rec_left, bias, bias_left, cur_shift, cur_mo
     syn, membrane (B, n); rec (B, n) or empty; bias (n,) or empty. spikes and v are
     written only when ``spiking``. Returns (current events, u events, v events, spikes,
     ok); ok as in round_overflow (outputs unusable when False)."""
+    if cur_mode == 1 and cur_policy == 0 and mem_mode == 1 and mem_policy == 0:
+        # the usual formats (nearest_even, saturate): one loop without the other cases
+        return _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left,
+                         (cur_shift, 1, cur_lo, cur_hi, 0, cur_bits, cur_signed), beta, membrane, leak_left,
+                         join_left, (mem_shift, 1, mem_lo, mem_hi, 0, mem_bits, mem_signed), theta, spiking, soft,
+                         current, u, spikes, v)
+    return _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left,
+                     (cur_shift, cur_mode, cur_lo, cur_hi, cur_policy, cur_bits, cur_signed), beta, membrane,
+                     leak_left, join_left, (mem_shift, mem_mode, mem_lo, mem_hi, mem_policy, mem_bits, mem_signed),
+                     theta, spiking, soft, current, u, spikes, v)
+
+
+@numba.njit(cache=True, inline="always")
+def _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left, cur_format, beta, membrane, leak_left, join_left,
+              mem_format, theta, spiking, soft, current, u, spikes, v):
+    """lif_forward's loop; inlined with constant modes and policies, it compiles to their case
+    only. The formats travel as tuples (shift, mode, lo, hi, policy, bits, signed): Python
+    passes more than 30 arguments as *args, which numba does not inline."""
+    cur_shift, cur_mode, cur_lo, cur_hi, cur_policy, cur_bits, cur_signed = cur_format
+    mem_shift, mem_mode, mem_lo, mem_hi, mem_policy, mem_bits, mem_signed = mem_format
     rows, cols = syn.shape
     use_rec = rec.size > 0
     use_bias = bias.size > 0
@@ -801,3 +842,77 @@ def lif_forward(syn, syn_left, rec, rec_left, bias, bias_left, cur_shift, cur_mo
     if bad:
         return 0, 0, 0, 0, False
     return cur_events, u_events, v_events, n_spikes, True
+
+
+@numba.njit(cache=True, inline="always")
+def _leading_one(a):
+    """Position of the leading one of a >= 0 (0 for a = 0 and a = 1): a priority encoder
+    as a branch-free binary search (a data-dependent loop mispredicts)."""
+    msb = np.int64(0)
+    step = np.int64(32) * ((a >> np.int64(32)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(16) * ((a >> np.int64(16)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(8) * ((a >> np.int64(8)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(4) * ((a >> np.int64(4)) != 0)
+    msb += step
+    a >>= step
+    step = np.int64(2) * ((a >> np.int64(2)) != 0)
+    msb += step
+    a >>= step
+    return msb + ((a >> np.int64(1)) != 0)
+
+
+@numba.njit(cache=True)
+def psi_lookup(u, theta, lut, index_shift, mantissa_bits, out):
+    """out = lut[index(|u - theta|)], the rational Psi of a spiking layer from its table
+    (fixedpoint.config.psi_lut_index, same indices; u, out (B, n) int64 membrane codes,
+    lut int64 psi codes). ``a = |z| >> index_shift``; uniform (``mantissa_bits`` < 0):
+    index = min(a, entries - 1); segmented: k = max(0, msb(a) - mantissa_bits),
+    index = min((k << mantissa_bits) + (a >> k), entries - 1). Returns True (a caller
+    whose stand-in returns False runs the numpy path)."""
+    rows, cols = u.shape
+    last = np.int64(lut.size - 1)
+    s = np.int64(index_shift)
+    m = np.int64(mantissa_bits)
+    index = np.empty(cols, np.int64)
+    for b in range(rows):
+        # the indices first, then the reads: a loop without the table read vectorizes
+        if m >= 0:
+            for i in range(cols):
+                a = abs(u[b, i] - theta) >> s
+                k = max(_leading_one(a) - m, np.int64(0))
+                index[i] = min((k << m) + (a >> k), last)
+        else:
+            for i in range(cols):
+                index[i] = min(abs(u[b, i] - theta) >> s, last)
+        for i in range(cols):
+            out[b, i] = lut[index[i]]
+    return True
+
+
+#: layout of one row of ``trace_steps``' spec: the constants of one trace update
+TRACE_DECAY, TRACE_LEFT, VALUE_LEFT, TRACE_SHIFT, TRACE_MODE, TRACE_LO, TRACE_HI, TRACE_POLICY, TRACE_BITS, \
+    TRACE_SIGNED = range(10)
+
+
+@numba.njit(cache=True)
+def trace_steps(traces, values, spec, outs, results):
+    """Several :func:`trace_step` updates in one call (the traces of one layer and step).
+
+    traces, values, outs: tuples of 2-d int64 arrays (trace i, its value and its output
+    share one shape); spec (n, 10) int64, row i = decay, trace_left, value_left, shift,
+    mode, lo, hi, policy, bits, signed of trace i (the TRACE_* columns); results (n, 3)
+    int64, row i = trace_step's (events, ok, non-zero values) of trace i."""
+    for i in range(len(traces)):
+        r = spec[i]
+        events, ok, nonzero = trace_step(traces[i], r[TRACE_DECAY], r[TRACE_LEFT], values[i], r[VALUE_LEFT],
+                                         r[TRACE_SHIFT], r[TRACE_MODE], r[TRACE_LO], r[TRACE_HI], r[TRACE_POLICY],
+                                         r[TRACE_BITS], r[TRACE_SIGNED] != 0, outs[i])
+        results[i, 0] = events
+        results[i, 1] = ok
+        results[i, 2] = nonzero

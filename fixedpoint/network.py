@@ -9,7 +9,8 @@ Core (pure functions of integer arrays; formats and constants travel in the para
 
 Shell: :class:`IntNetwork` (``from_float``, ``to_float``, ``infer``, ``train_batch``).
 
-Every value is an int64 code in its declared format (``fixedpoint.config``); every state
+Every value is an int64 code in its declared format (``fixedpoint.config``; the update
+accumulators are stored as int32 where their format fits, :func:`acc_dtype`); every state
 update is ONE rounding of an exact int64 sum of aligned terms, in the rounding mode of
 the destination format, followed by the destination's overflow policy (counted per
 ``layer<i>.<tensor>`` in an OverflowCounter). docs/fixedpoint_model.md has the table.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -44,10 +46,12 @@ from fixedpoint.kernels import (
     grid_codes_time_major,
     lif_forward,
     lion_direction,
+    psi_lookup,
     round_overflow,
     synaptic_current,
     synaptic_current_dense,
     trace_step,
+    trace_steps,
     transpose_mac,
     weight_write,
     weight_write_overflow,
@@ -131,7 +135,7 @@ class IntLayerParams:
     feedback: np.ndarray | None  # (n_out, classes) int64, feedback format (DFA/sDFA)
     shifts: dict = field(default_factory=dict, compare=False)  # name -> bits (fixedpoint.spec.layer_shifts)
 
-    @property
+    @cached_property
     def name(self) -> str:
         return f"layer{self.index}"
 
@@ -155,7 +159,8 @@ class IntParams:
 
 
 class IntLayerState(NamedTuple):
-    """Plain int64 arrays; None where a layer does not track the value."""
+    """Plain int64 arrays (the accumulators: acc_dtype, int32 for an update format within
+    int32); None where a layer does not track the value."""
 
     membrane: np.ndarray  # (B, n_out) v[t] (spiking, after reset) or y[t] (readout)
     pre_trace: np.ndarray | None  # (B, n_in) q[t]
@@ -163,7 +168,7 @@ class IntLayerState(NamedTuple):
     bias_trace: np.ndarray | None  # () q_b[t], trace of the constant input 1
     prev_spikes: np.ndarray | None  # (B, n_out) o[t-1] (recurrent)
     rec_pre_trace: np.ndarray | None  # (B, n_out) q_rec[t] (recurrent)
-    acc: dict | None  # {"weight", "rec_weight", "bias"}: update-format accumulators
+    acc: dict | None  # {"weight", "rec_weight", "bias"}: update-format accumulators (acc_dtype)
 
 
 class IntState(NamedTuple):
@@ -213,6 +218,9 @@ class StepContext:
     #: depend only on the layer, eta and optimizer, so they are built once and multiplied
     #: out by flush_counts (an online run writes every window step)
     writes: dict = field(default_factory=dict, repr=False, compare=False)
+    #: kernel constants derived once from a layer's formats, shifts and constants (what
+    #: _trace_plan and _lif_constants build), checked by identity on every use
+    constants: dict = field(default_factory=dict, repr=False, compare=False)
 
     def observe(self, layer: str, quantity: str, n) -> None:
         if self.ops is not None:
@@ -367,8 +375,86 @@ def _trace_update(ctx, lp: IntLayerParams, decay: int, trace: np.ndarray, trace_
     return out
 
 
+def _trace_plan(ctx: StepContext, lp: IntLayerParams, updates) -> tuple:
+    """(spec, record names, formats) of kernels.trace_steps for these updates of ``lp``
+    (see _trace_updates), built once per layer and set of traces: each row holds decay,
+    trace_left, value_left, shift, mode, lo, hi, policy, bits, signed (the TRACE_*
+    columns). Checked on use against the formats and decays passed, and the layer's shifts
+    (a layer rebuilt by a weight write keeps them)."""
+    key = ("traces", lp.name, *(update[4] for update in updates))
+    plan = ctx.constants.get(key)
+    if (plan is None or plan[0] is not lp.shifts
+            or any(fmt is not update[2] or decay != update[0] for fmt, decay, update in zip(plan[3], plan[4], updates))):
+        rows = []
+        for decay, _, trace_fmt, _, tensor, _ in updates:
+            decay_shift, value_shift, shift = (lp.shifts[k] for k in _TRACE_SHIFTS[tensor])
+            rows.append([decay, decay_shift, value_shift, *_format_args(trace_fmt, shift)])
+        plan = ctx.constants[key] = (lp.shifts, np.array(rows, np.int64),
+                                     tuple(f"{lp.name}.{update[4]}" for update in updates),
+                                     tuple(update[2] for update in updates), tuple(update[0] for update in updates))
+    return plan[1:4]
+
+
+_ONE_BLOCK = np.ones((1, 1), np.int64)  # the bias trace's input 1 as a 1 x 1 block (only read)
+
+
+def _trace_updates(ctx, lp: IntLayerParams, updates) -> list:
+    """Every trace update of one layer and step, in order: ``updates`` holds the arguments
+    of :func:`_trace_update` after ``lp`` (decay, trace, trace_fmt, value, tensor,
+    nonzero_quantity). One kernels.trace_steps call where every update qualifies for
+    trace_step and none reports anything (an overflow under `raise`, a value out of the
+    rounding contract); otherwise each runs through _trace_update, which reports it.
+    Overflow records and observed quantities as _trace_update makes them, in order."""
+    spec, names, formats = _trace_plan(ctx, lp, updates)
+    blocks, values = [], []
+    for (_, trace, trace_fmt, value, _, _), shift in zip(updates, spec[:, 3].tolist()):
+        if trace.ndim == 0 and isinstance(value, np.int64):  # the bias trace q_b: a 1 x 1 block
+            trace, value = trace.reshape(1, 1), _ONE_BLOCK if value == 1 else np.full((1, 1), value)
+        if not (isinstance(value, np.ndarray) and trace.ndim == 2 and value.shape == trace.shape
+                and trace.dtype == np.int64 and value.dtype == np.int64 and trace.flags.c_contiguous
+                and value.flags.c_contiguous and trace_fmt.rounding != "stochastic" and -62 <= shift <= 62):
+            return [_trace_update(ctx, lp, *update) for update in updates]
+        blocks.append(trace)
+        values.append(value)
+    outs = tuple(np.empty(trace.shape, np.int64) for trace in blocks)
+    results = np.zeros((len(blocks), 3), np.int64)  # ok = 0 until the kernel writes it
+    trace_steps(tuple(blocks), tuple(values), spec, outs, results)
+    results = results.tolist()
+    if not all(ok and not (events and fmt.overflow == "raise") for (events, ok, _), fmt in zip(results, formats)):
+        return [_trace_update(ctx, lp, *update) for update in updates]
+    for (events, _, nonzero), name, fmt, out, update in zip(results, names, formats, outs, updates):
+        if ctx.overflow is not None:
+            ctx.overflow.record(name, fmt, events=events, elements=out.size)
+        if update[5] is not None:
+            ctx.observe(lp.name, update[5], nonzero)
+    return [out.reshape(update[1].shape) for out, update in zip(outs, updates)]
+
+
 def _fusable(fmt: FixedFormat, shift: int) -> bool:
     return fmt.rounding != "stochastic" and -62 <= shift <= 62
+
+
+def _format_args(fmt: FixedFormat, shift: int) -> tuple:
+    """(shift, mode, lo, hi, policy, bits, signed): how the kernels round into ``fmt``."""
+    return (shift, mode_code(fmt.rounding), fmt.min_int, fmt.max_int, overflow_code(fmt.overflow), fmt.bits,
+            fmt.signed)
+
+
+def _lif_constants(ctx: StepContext, lp: IntLayerParams) -> tuple:
+    """(fusable, current args, membrane args, record names) of _lif_fused, built once per
+    layer (a layer rebuilt by a weight write keeps its formats, constants and shifts)."""
+    key = ("lif", lp.name)
+    entry = ctx.constants.get(key)
+    if entry is None or entry[0] is not lp.fmts or entry[1] is not lp.shifts or entry[2] is not lp.const:
+        f, sh = lp.fmts, lp.shifts
+        fusable = _fusable(f.current, sh["SH_CUR"]) and _fusable(f.membrane, sh["SH_MEM"])
+        entry = ctx.constants[key] = (lp.fmts, lp.shifts, lp.const, fusable, _format_args(f.current, sh["SH_CUR"]),
+                                      _format_args(f.membrane, sh["SH_MEM"]),
+                                      (f"{lp.name}.current", f"{lp.name}.membrane"))
+    return entry[3:]
+
+
+_EMPTY1 = np.zeros(0, np.int64)  # an absent (n,) operand of a kernel
 
 
 def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, ctx: StepContext):
@@ -377,39 +463,33 @@ def _lif_fused(lp: IntLayerParams, state: IntLayerState, syn, rec, bias, ctx: St
     shift, stochastic rounding, or anything that path reports (an overflow under
     `raise`, a value out of the rounding contract). Records the overflow events as
     the numpy path does: current, membrane (u), membrane (v)."""
-    f, c, name = lp.fmts, lp.const, lp.name
-    fcur, fmem = f.current, f.membrane
-    sh = lp.shifts
-    cur_shift, mem_shift = sh["SH_CUR"], sh["SH_MEM"]
-    arrays = [syn, state.membrane] + [a for a in (rec, bias) if a is not None]
-    if (any(a.dtype != np.int64 for a in arrays) or state.membrane.shape != syn.shape
-            or not (_fusable(fcur, cur_shift) and _fusable(fmem, mem_shift))):
+    f, c, sh = lp.fmts, lp.const, lp.shifts
+    fusable, cur_args, mem_args, (cur_name, mem_name) = _lif_constants(ctx, lp)
+    membrane = state.membrane
+    if (not fusable or syn.dtype != np.int64 or membrane.dtype != np.int64 or membrane.shape != syn.shape
+            or (rec is not None and rec.dtype != np.int64) or (bias is not None and bias.dtype != np.int64)):
         return None
     shape = syn.shape
     current, u = np.empty(shape, np.int64), np.empty(shape, np.int64)
     spiking = lp.spiking
     spikes = np.empty(shape if spiking else (0, 0), np.int64)
     v = np.empty(shape if spiking else (0, 0), np.int64)
-    empty1, empty2 = np.zeros(0, np.int64), np.zeros((0, 0), np.int64)
     cur_events, u_events, v_events, n_spikes, ok = lif_forward(
-        syn, sh["SH_W_CUR"], empty2 if rec is None else rec, sh["SH_REC_CUR"],
-        empty1 if bias is None else bias, sh["SH_B_CUR"],
-        cur_shift, mode_code(fcur.rounding), fcur.min_int, fcur.max_int, overflow_code(fcur.overflow), fcur.bits,
-        fcur.signed, c.beta, state.membrane, sh["SH_BV"], sh["SH_CM"],
-        mem_shift, mode_code(fmem.rounding), fmem.min_int, fmem.max_int, overflow_code(fmem.overflow), fmem.bits,
-        fmem.signed, c.theta, spiking, lp.reset == "soft", current, u, spikes, v)
-    if not ok or (cur_events and fcur.overflow == "raise") or (
-            (u_events or v_events) and fmem.overflow == "raise"):
+        syn, sh["SH_W_CUR"], _EMPTY2 if rec is None else rec, sh["SH_REC_CUR"],
+        _EMPTY1 if bias is None else bias, sh["SH_B_CUR"], *cur_args, c.beta, membrane, sh["SH_BV"], sh["SH_CM"],
+        *mem_args, c.theta, spiking, lp.reset == "soft", current, u, spikes, v)
+    if not ok or (cur_events and f.current.overflow == "raise") or (
+            (u_events or v_events) and f.membrane.overflow == "raise"):
         return None
     if ctx.overflow is not None:
-        n = int(current.size)
-        ctx.overflow.record(f"{name}.current", fcur, events=int(cur_events), elements=n)
-        ctx.overflow.record(f"{name}.membrane", fmem, events=int(u_events), elements=n)
+        n = current.size
+        ctx.overflow.record(cur_name, f.current, events=cur_events, elements=n)
+        ctx.overflow.record(mem_name, f.membrane, events=u_events, elements=n)
         if spiking:
-            ctx.overflow.record(f"{name}.membrane", fmem, events=int(v_events), elements=n)
+            ctx.overflow.record(mem_name, f.membrane, events=v_events, elements=n)
     if not spiking:
         return current, u, None, None, None
-    return current, u, spikes, v, int(n_spikes)
+    return current, u, spikes, v, n_spikes
 
 
 # ------------------------------------------------------------------------- layer step
@@ -455,13 +535,12 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
         new = state._replace(membrane=u)
         record = IntRecord(x, current, u, u, None, None, None, None, None, None)
         if ctx.traces:
-            q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace",
-                              "inputs")
-            ctx.observe(name, "input_elements", x.size)
-            qb = state.bias_trace
+            updates = [(c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")]
             if lp.bias is not None:
-                qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace",
-                                   "steps")
+                updates.append((c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace", "steps"))
+            q, *rest = _trace_updates(ctx, lp, updates)
+            ctx.observe(name, "input_elements", x.size)
+            qb = rest[0] if rest else state.bias_trace
             new = new._replace(pre_trace=q, bias_trace=qb)
             record = record._replace(pre_trace=q, bias_trace=qb)
             ctx.put(name, "pre_trace", q)
@@ -484,31 +563,35 @@ def int_layer_step(lp: IntLayerParams, state: IntLayerState, x: np.ndarray, ctx:
     new = state._replace(membrane=v, prev_spikes=spikes if lp.kind == "recurrent" else None)
     if not ctx.traces:
         return new, IntRecord(x, current, u, spikes, None, None, None, None, state.prev_spikes, None)
-    z = u - c.theta
-    # -- Psi(z)
-    absz = np.abs(z)
+    # -- Psi(z), z = u - theta
     if c.psi_kind == "triangle":
-        d = np.maximum(c.psi_width - absz, 0)  # membrane format
+        d = np.maximum(c.psi_width - np.abs(u - c.theta), 0)  # membrane format
         wide = c.psi_slope * d  # frac psi_slope + membrane
         psi = _requant(wide, sh["SH_PSI_TRI"], f.psi, f"{name}.psi", ctx)
         ctx.observe(name, "psi_support", np.count_nonzero(d))
     else:
-        psi = c.psi_lut[psi_lut_index(absz, f.psi_lut)]
+        lut = f.psi_lut
+        psi = np.empty(u.shape, np.int64)
+        if not (u.ndim == 2 and u.dtype == np.int64 and c.psi_lut.dtype == np.int64
+                and psi_lookup(u, c.theta, c.psi_lut, lut.index_shift,
+                               lut.mantissa_bits if lut.kind == "segmented" else -1, psi)):
+            psi = c.psi_lut[psi_lut_index(np.abs(u - c.theta), lut)]
     ctx.put(name, "psi", psi)
     # -- traces
-    p = _trace_update(ctx, lp, c.lambda_post, state.post_trace, f.post_trace, psi, "post_trace", "psi")
-    q = _trace_update(ctx, lp, c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")
-    ctx.observe(name, "input_elements", x.size)
-    qb = state.bias_trace
+    updates = [(c.lambda_post, state.post_trace, f.post_trace, psi, "post_trace", "psi"),
+               (c.lambda_pre, state.pre_trace, f.pre_trace, x, "pre_trace", "inputs")]
     if lp.bias is not None:
-        qb = _trace_update(ctx, lp, c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace",
-                           "steps")
+        updates.append((c.lambda_pre, state.bias_trace, f.pre_trace, np.int64(1), "bias_trace", "steps"))
     rec_in = rec_q = None
     if lp.kind == "recurrent":
         rec_in = state.prev_spikes
         # its non-zero inputs are the forward's rec_events, already observed
-        rec_q = _trace_update(ctx, lp, c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, "rec_pre_trace",
-                              None)
+        updates.append((c.lambda_pre, state.rec_pre_trace, f.pre_trace, rec_in, "rec_pre_trace", None))
+    p, q, *rest = _trace_updates(ctx, lp, updates)
+    ctx.observe(name, "input_elements", x.size)
+    qb = rest.pop(0) if lp.bias is not None else state.bias_trace
+    if lp.kind == "recurrent":
+        rec_q = rest.pop(0)
         ctx.put(name, "rec_pre_trace", rec_q)
     for key, value in (("post_trace", p), ("pre_trace", q), ("bias_trace", qb if lp.bias is not None else None)):
         ctx.put(name, key, value)
@@ -614,6 +697,15 @@ def _scale_signal(lp: IntLayerParams, alpha: int, signal: np.ndarray, ctx: StepC
     return _requant(alpha * signal, lp.shifts["SH_A"], lp.fmts.modulation, f"{lp.name}.modulation", ctx)
 
 
+def acc_dtype(update: FixedFormat) -> type:
+    """Storage dtype of the update-format accumulators: int32 where it holds every code of
+    the format (each stored value has had the format's overflow applied), else int64. Half
+    the memory traffic of int64 in the per-window-step pass over them; every sum is still
+    formed exactly in int64."""
+    int32 = np.iinfo(np.int32)
+    return np.int32 if int32.min <= update.min_int and update.max_int <= int32.max else np.int64
+
+
 def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.ndarray, bias_mode: str,
                    ctx: StepContext) -> dict:
     """acc += sum_b round(L_i e_ij) for this step (STLLR.md update), new dict returned.
@@ -625,6 +717,7 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
     """
     f, c, g, name = lp.fmts, lp.const, lp.geometry, lp.name
     fu = f.update
+    store = acc_dtype(fu)
     batch = signal.shape[0]
     shape3 = (batch, g.channels, g.positions)
     a_pre = _scale_signal(lp, c.alpha_pre, signal, ctx)
@@ -643,16 +736,19 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
         shift_bits = [lp.shifts[key] for key in shifts]
         old = acc[tensor]
         fused = False  # overflow of the update format applied (and counted) by the kernel
-        if (_identity_map(geometry) and old.dtype == np.int64 and old.shape == (geometry.channels, geometry.n_in)
-                and pre.dtype == np.int64 and x.dtype == np.int64 and pre.shape == x.shape == (batch, geometry.n_in)):
-            # dense layer: overflow(acc + this step's rounded contributions) in one pass;
-            # under `raise` an overflow leaves the exact sums for _requant to report
-            total = np.empty(old.shape, np.int64)
-            n_c, n_nc, n_contrib, events = accumulate_update_dense(
-                causal.reshape(batch, -1), pre, noncausal.reshape(batch, -1) if noncausal.size else _EMPTY2, x,
-                *shift_bits, mode_code(fu.rounding), old, fu.min_int, fu.max_int, overflow_code(fu.overflow),
-                fu.bits, fu.signed, total)
+        if (_identity_map(geometry) and old.dtype in (np.int64, np.int32)
+                and old.shape == (geometry.channels, geometry.n_in) and pre.dtype == np.int64
+                and x.dtype == np.int64 and pre.shape == x.shape == (batch, geometry.n_in)):
+            # dense layer: overflow(acc + this step's rounded contributions) in one pass
+            args = (causal.reshape(batch, -1), pre, noncausal.reshape(batch, -1) if noncausal.size else _EMPTY2, x,
+                    *shift_bits, mode_code(fu.rounding), old, fu.min_int, fu.max_int, overflow_code(fu.overflow),
+                    fu.bits, fu.signed)
+            total = np.empty(old.shape, store)
+            n_c, n_nc, n_contrib, events = accumulate_update_dense(*args, total)
             fused = not (events and fu.overflow == "raise")
+            if not fused and store != np.int64:  # only int64 holds the exact sums that _requant reports
+                total = np.empty(old.shape, np.int64)
+                accumulate_update_dense(*args, total)
         else:
             # the kernel adds this step's rounded contributions onto a copy of the accumulator
             # (the same exact int64 sum as acc + (0 + contributions))
@@ -668,7 +764,7 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
             if ctx.overflow is not None:
                 ctx.overflow.record(f"{name}.{acc_name}", fu, events=int(events), elements=int(out.size))
         else:
-            out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx)
+            out = _requant(total, 0, fu, f"{name}.{acc_name}", ctx).astype(store, copy=False)
         ctx.put(name, f"acc_{tensor}", out)
         return out
 
@@ -691,7 +787,8 @@ def int_accumulate(lp: IntLayerParams, acc: dict, record: IntRecord, signal: np.
                 ctx.observe(name, "bias_noncausal", np.count_nonzero(nc))
         per_sample = term.reshape(shape3).sum(axis=2)  # exact sum over positions
         rounded = shift_right_round(per_sample, shift, fu.rounding)
-        new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx)
+        new["bias"] = _requant(acc["bias"] + rounded.sum(axis=0), 0, fu, f"{name}.bias_update", ctx).astype(
+            store, copy=False)
         ctx.put(name, "acc_bias", new["bias"])
     return new
 
@@ -765,7 +862,7 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
             value = getattr(lp, tensor)
             if value is None:
                 continue
-            step = ls.acc[tensor]
+            step = ls.acc[tensor].astype(np.int64)  # stored as acc_dtype; the write works in int64
             if lion:
                 step = _lion_direction(lp, tensor, step, momentum, params.optimizer, ctx)
             elif params.optimizer.kind == "signum":
@@ -875,13 +972,14 @@ def initial_state(params: IntParams, batch: int, lanes: np.ndarray, traces: bool
         z = lambda n: np.zeros((batch, n), np.int64)  # noqa: E731
         acc = None
         if lp.index in params.learners:
-            acc = {"weight": np.zeros_like(lp.weight)}
+            store = acc_dtype(lp.fmts.update)
+            acc = {"weight": np.zeros(lp.weight.shape, store)}
             if lp.rec_weight is not None:
-                acc["rec_weight"] = np.zeros_like(lp.rec_weight)
+                acc["rec_weight"] = np.zeros(lp.rec_weight.shape, store)
             if lp.bias is not None:
-                acc["bias"] = np.zeros_like(lp.bias)
+                acc["bias"] = np.zeros(lp.bias.shape, store)
             if params.optimizer.kind == "signum" and momentum is not None:  # the accumulator is the momentum
-                acc = {tensor: momentum[(lp.index, tensor)].copy() for tensor in acc}
+                acc = {tensor: momentum[(lp.index, tensor)].astype(store) for tensor in acc}
         layers.append(IntLayerState(
             membrane=z(g.n_out),
             pre_trace=z(g.n_in) if traces else None,
@@ -932,6 +1030,7 @@ class IntNetwork:
         self.lr = float(lr)
         self.overflow = OverflowCounter()
         self.ops = OpCounter()
+        self._codes: np.ndarray | None = None  # run's input codes (T, B, n), reused by the next run
 
     # -- construction ---------------------------------------------------------------
     @classmethod
@@ -1017,9 +1116,13 @@ class IntNetwork:
         step's block is contiguous for the kernels; the same codes and overflow records."""
         fmt = self.params.layers[0].fmts.input
         if fmt.rounding != "stochastic" and x.dtype in (np.float32, np.float64):
-            codes = np.empty((x.shape[1], x.shape[0], x.shape[2]), np.int64)
+            shape = (x.shape[1], x.shape[0], x.shape[2])
+            # the buffer of the previous run is reused: only run reads the codes, and nothing
+            # it returns or keeps refers to them (a fresh 9 MB here costs page faults each batch)
+            codes = self._codes if self._codes is not None and self._codes.shape == shape else np.empty(shape, np.int64)
             if grid_codes_time_major(x, math.ldexp(1.0, fmt.frac), math.ldexp(1.0, -fmt.frac), fmt.min_int,
                                      fmt.max_int, codes):
+                self._codes = codes
                 self.overflow.record("input", fmt, events=0, elements=int(x.size))
                 return codes
         return np.ascontiguousarray(np.swapaxes(self.quantize_input(x), 0, 1))

@@ -2,21 +2,30 @@
 
 ``synaptic_current_dense`` (W^T in a narrow dtype, int16/int32/int64 sums chosen by a
 bound), ``accumulate_update_dense`` (accumulator, contributions and the update format's
-overflow in one pass) and ``grid_codes_time_major`` replace the general kernels on dense
-layers. tests/test_fixedpoint_paths.py switches off the element-wise fast paths; the
-overflow folded into ``accumulate_update_dense`` is not one of them, so it is checked here
-against ``accumulate_update`` followed by ``core.overflow.apply_overflow``, for every
-policy, rounding mode and shift sign, with bounds that reach each sum width.
+overflow in one pass, int64 or int32 accumulators) and ``grid_codes_time_major`` replace
+the general kernels on dense layers. tests/test_fixedpoint_paths.py switches off the
+element-wise fast paths; the overflow folded into ``accumulate_update_dense`` is not one
+of them, so it is checked here against ``accumulate_update`` followed by
+``core.overflow.apply_overflow``, for every policy, rounding mode and shift sign, with
+bounds that reach each sum width. ``psi_lookup`` (the Psi table) and ``trace_steps``
+(every trace of a layer in one call) are checked against ``psi_lut_index`` and
+``trace_step``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.formats import FixedFormat
 from core.overflow import FixedOverflowError, apply_overflow
+from core.quant import PsiLutConfig
 from fixedpoint import kernels
+from fixedpoint.config import psi_lut_index
+from fixedpoint.network import acc_dtype
+from tests.test_fixedpoint_emulation import hyp
 
 POLICY = {"saturate": 0, "wrap": 1, "raise": 2}
 
@@ -93,13 +102,92 @@ def test_accumulate_update_dense_equals_general_kernel_and_overflow(seed):
             causal, pre, np.zeros((0, 0), np.int64) if no_noncausal else noncausal, x, c_shift, n_shift, shift,
             mode, acc, fmt.min_int, fmt.max_int, POLICY[fmt.overflow], fmt.bits, fmt.signed, out)
         assert tuple(dense_counts) == counts
+        # the int32 accumulators of a format within int32 (acc_dtype): the same codes
+        store = acc_dtype(fmt)
+        narrow = np.full(acc.shape, 7, store)
+        assert kernels.accumulate_update_dense(
+            causal, pre, np.zeros((0, 0), np.int64) if no_noncausal else noncausal, x, c_shift, n_shift, shift,
+            mode, acc.astype(store), fmt.min_int, fmt.max_int, POLICY[fmt.overflow], fmt.bits, fmt.signed,
+            narrow) == (*counts, events)
         try:
             expected, expected_events = apply_overflow(total, fmt)
-        except FixedOverflowError:  # raise: the kernel counts and leaves the exact sums
+        except FixedOverflowError:  # raise: the kernel counts and leaves the exact sums (in int64)
             assert events > 0 and np.array_equal(out, total)
             continue
         assert events == expected_events
         assert np.array_equal(out, expected)
+        assert np.array_equal(narrow, expected)
+
+
+def test_acc_dtype_holds_every_code():
+    assert acc_dtype(FixedFormat.parse("s32.16")) == np.int32
+    assert acc_dtype(FixedFormat.parse("u31.0")) == np.int32
+    assert acc_dtype(FixedFormat.parse("u32.0")) == np.int64  # 2**32 - 1 is beyond int32
+
+
+@st.composite
+def psi_case(draw):
+    """A Psi table (uniform or segmented), theta, and membranes around theta (octave edges)."""
+    if draw(st.booleans()):
+        lut = PsiLutConfig(entries=draw(st.integers(2, 4096)), index_shift=draw(st.integers(0, 8)))
+    else:
+        m = draw(st.integers(0, 10))
+        entries = draw(st.integers(2, (31 - m) << m if m else 30))
+        lut = PsiLutConfig(kind="segmented", entries=entries, mantissa_bits=m, index_shift=draw(st.integers(0, 4)))
+    theta = draw(st.integers(-(1 << 31), (1 << 31) - 1))
+    edges = [sign * ((1 << j) + d) for j in range(33) for d in (-1, 0, 1) for sign in (1, -1)]
+    z = np.array(edges + draw(st.lists(st.integers(-(1 << 33), 1 << 33), max_size=60)), np.int64)
+    cols = draw(st.integers(1, 7))
+    z = np.resize(z, (len(z) + cols - 1) // cols * cols).reshape(-1, cols)
+    return lut, theta, z + theta
+
+
+@hyp(200)
+@given(psi_case())
+def test_psi_lookup_equals_psi_lut_index(data):
+    lut, theta, u = data
+    table = np.arange(lut.entries, dtype=np.int64) * 3 + 1
+    out = np.empty(u.shape, np.int64)
+    assert kernels.psi_lookup(u, theta, table, lut.index_shift,
+                              lut.mantissa_bits if lut.kind == "segmented" else -1, out)
+    assert np.array_equal(out, table[psi_lut_index(np.abs(u - theta), lut)])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_trace_steps_equals_trace_step(seed):
+    """Every policy, rounding mode (but stochastic) and shift sign; raise counts only; a
+    value out of the rounding contract gives ok = 0 for its trace alone."""
+    rng = np.random.default_rng(300 + seed)
+    for _ in range(300):
+        n = int(rng.integers(1, 5))
+        traces, values, rows, expected = [], [], [], []
+        for _ in range(n):
+            shape = (int(rng.integers(1, 4)), int(rng.integers(1, 9)))
+            fmt = FixedFormat(signed=bool(rng.random() < 0.7), bits=int(rng.integers(2, 33)), frac=0,
+                              overflow=str(rng.choice(list(POLICY))))
+            big = int(rng.choice([8, 2**16, 2**40, 2**62]))
+            trace = rng.integers(-big, big, shape, dtype=np.int64)
+            value = rng.integers(-3, 4, shape, dtype=np.int64)
+            value[rng.random(shape) < 0.4] = 0
+            row = [int(rng.integers(-5, 6)), int(rng.integers(0, 3)), int(rng.integers(0, 5)),
+                   int(rng.integers(-4, 12)), int(rng.integers(0, 3)), fmt.min_int, fmt.max_int,
+                   POLICY[fmt.overflow], fmt.bits, int(fmt.signed)]
+            if big == 2**62:
+                row[0], row[1] = 1, 0  # |trace| up to 2**62: out of the contract where shift != 0
+            out = np.empty(shape, np.int64)
+            result = kernels.trace_step(trace, row[0], row[1], value, row[2], row[3], row[4], row[5], row[6], row[7],
+                                        row[8], bool(row[9]), out)
+            traces.append(trace)
+            values.append(value)
+            rows.append(row)
+            expected.append((result, out))
+        outs = tuple(np.empty(t.shape, np.int64) for t in traces)
+        results = np.zeros((n, 3), np.int64)
+        kernels.trace_steps(tuple(traces), tuple(values), np.array(rows, np.int64), outs, results)
+        for (events, ok, nonzero), out, ((e_events, e_ok, e_nonzero), e_out) in zip(results, outs, expected):
+            assert (bool(ok), events, nonzero) == (e_ok, e_events, e_nonzero)
+            if ok:
+                assert np.array_equal(out, e_out)
 
 
 def test_grid_codes_time_major_equals_grid_codes():

@@ -1,7 +1,8 @@
 """The integer model's numba fast paths == its numpy reference paths, bit for bit.
 
 ``int_layer_step`` runs the forward through one fused numba kernel (``_lif_fused``), the
-trace updates through ``trace_step`` and requantizations through ``round_overflow``; each
+Psi table through ``psi_lookup``, the trace updates of a layer through one ``trace_steps``
+call (else ``trace_step`` per trace) and requantizations through ``round_overflow``; each
 falls back to a numpy path for what the fast path does not do (a ``raise`` policy that
 fires, stochastic rounding, unusual shifts). The emulation tests reach the numpy paths
 only in those rare cases, so here every case runs twice, once with the fast paths
@@ -10,6 +11,8 @@ agree. (A changed soft reset in the numpy path fails this test.)
 """
 
 from __future__ import annotations
+
+import contextlib
 
 from unittest import mock
 
@@ -27,6 +30,8 @@ def _numpy_paths():
     """Patches that make every fast path decline, so the numpy reference runs."""
     return (mock.patch.object(int_network, "_lif_fused", lambda *args, **kwargs: None),
             mock.patch.object(int_network, "trace_step", lambda *args, **kwargs: (0, False, 0)),
+            mock.patch.object(int_network, "trace_steps", lambda *args, **kwargs: None),
+            mock.patch.object(int_network, "psi_lookup", lambda *args, **kwargs: False),
             mock.patch.object(int_network, "round_overflow", lambda *args, **kwargs: (0, False)))
 
 
@@ -49,8 +54,9 @@ def _check(data) -> None:
         return  # a drawn constant does not fit its drawn format: validation's job
     for train in (True, False):
         fast, fast_result, fast_error = _run(net, q, x, y, lr, train, optimizer)
-        patches = _numpy_paths()
-        with patches[0], patches[1], patches[2]:
+        with contextlib.ExitStack() as patches:
+            for patch in _numpy_paths():
+                patches.enter_context(patch)
             slow, slow_result, slow_error = _run(net, q, x, y, lr, train, optimizer)
         assert fast_error == slow_error
         if fast_error is not None:
