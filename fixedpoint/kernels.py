@@ -517,7 +517,7 @@ def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
 def weight_write_overflow(weight, step, eta, weight_left, update_left, mode, lanes, lo, hi, policy, bits, signed,
                           out):
     """weight_write followed by the weight format's overflow, in one pass; returns
-    (events, max |W|, max |step|). Policies 0 (saturate) and 1 (wrap) as round_overflow
+    (events, max |W|, max |step|). step may be int32 or int64 (each element is widened). Policies 0 (saturate) and 1 (wrap) as round_overflow
     with shift 0; under 2 (raise) the caller runs the numpy path instead. The maxima let
     the caller run its exactness check (config.check_exact) on the same operands as the
     unfused write: were it to fail, the caller raises and discards out and lanes."""
@@ -529,8 +529,8 @@ def weight_write_overflow(weight, step, eta, weight_left, update_left, mode, lan
     top_weight = zero
     top_step = zero
     for i in range(weight.size):
-        w = weight[i]
-        a = step[i]
+        w = np.int64(weight[i])
+        a = np.int64(step[i])  # an int32 accumulator: abs(-2**31) needs 64 bits
         top_weight = max(top_weight, abs(w))
         top_step = max(top_step, abs(a))
         wide = (w << weight_left) - ((eta * a) << update_left)
@@ -580,7 +580,7 @@ def lion_direction(acc, momentum, g_shift, direction_shift, momentum_shift, mode
     m_events = 0
     bad = False
     for i in range(acc.size):
-        v = acc[i]
+        v = np.int64(acc[i])  # int32 or int64 accumulators
         bad |= _out_of_contract(v, check, limit, left)
         g, event = _round_overflow_one(v, s, mode, mask, half, lo, hi, policy, low_bits, sign_bit, period, signed)
         g_events += event

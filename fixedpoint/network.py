@@ -862,7 +862,7 @@ def int_weight_write(params: IntParams, state: IntState, etas: dict[int, int], c
             value = getattr(lp, tensor)
             if value is None:
                 continue
-            step = ls.acc[tensor].astype(np.int64)  # stored as acc_dtype; the write works in int64
+            step = ls.acc[tensor]  # acc_dtype: the write kernels widen each element to int64
             if lion:
                 step = _lion_direction(lp, tensor, step, momentum, params.optimizer, ctx)
             elif params.optimizer.kind == "signum":
@@ -896,7 +896,7 @@ def _write_tensor(name: str, value: np.ndarray, step: np.ndarray, eta: int, w_sh
     """The written codes of one tensor: round((W << w_shift) - (eta step << a_shift)) in
     the weight format's rounding (``lanes``, a view, advance in place), then its overflow.
     One fused numba pass, except under ``raise``, which the numpy path reports."""
-    flat_step = np.ascontiguousarray(step, np.int64).reshape(-1)
+    flat_step = np.ascontiguousarray(step).reshape(-1)
     out = np.empty(value.size, np.int64)
     where = f"{name} weight write (quant.learning_rate, update, weight)"
     if fmt.overflow != "raise":
@@ -908,6 +908,7 @@ def _write_tensor(name: str, value: np.ndarray, step: np.ndarray, eta: int, w_sh
         if ctx.overflow is not None:
             ctx.overflow.record(name, fmt, events=int(events), elements=int(value.size))
         return out.reshape(value.shape)
+    flat_step = flat_step.astype(np.int64, copy=False)
     top = max(int(np.abs(value).max(initial=0)) << w_shift, eta * int(np.abs(flat_step).max(initial=0)) << a_shift)
     check_exact(where, top.bit_length() + 2)
     weight_write(value.reshape(-1), flat_step, np.int64(eta), w_shift, a_shift, mode_code(fmt.rounding), lanes, out)
@@ -926,7 +927,7 @@ def _lion_direction(lp: IntLayerParams, tensor: str, acc: np.ndarray, momentum: 
         direction = np.empty(acc.size, np.int64)
         new_m = np.empty(acc.size, np.int64)
         g_events, m_events, ok = lion_direction(
-            np.ascontiguousarray(acc, np.int64).reshape(-1), np.ascontiguousarray(m, np.int64).reshape(-1),
+            np.ascontiguousarray(acc).reshape(-1), np.ascontiguousarray(m, np.int64).reshape(-1),
             lp.shifts["SH_MOM"], optimizer.direction_shift, optimizer.momentum_shift, mode_code(fmt.rounding),
             fmt.min_int, fmt.max_int, overflow_code(fmt.overflow), fmt.bits, fmt.signed, direction, new_m)
         if ok:  # else the numpy path below raises with its message
@@ -936,7 +937,7 @@ def _lion_direction(lp: IntLayerParams, tensor: str, acc: np.ndarray, momentum: 
             momentum[key] = new_m.reshape(m.shape)
             ctx.put(lp.name, f"momentum_{tensor}", momentum[key])
             return direction.reshape(acc.shape)
-    g = _requant(acc, lp.shifts["SH_MOM"], fmt, f"{lp.name}.momentum", ctx)
+    g = _requant(acc.astype(np.int64, copy=False), lp.shifts["SH_MOM"], fmt, f"{lp.name}.momentum", ctx)
     d = g - m
     direction = np.sign(m + shift_right_round(d, optimizer.direction_shift, fmt.rounding))
     # m + round(d / 2^n) lies between m and g: inside the format (counted all the same)

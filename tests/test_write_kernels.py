@@ -96,3 +96,30 @@ def test_lion_direction_reports_values_outside_the_rounding_contract():
     _, _, ok = kernels.lion_direction(acc, m, 3, 3, 7, 1, fmt.min_int, fmt.max_int, 0, 32, True,
                                       np.empty(2, np.int64), np.empty(2, np.int64))
     assert not ok
+
+
+def test_int32_accumulators_are_widened_before_any_arithmetic():
+    """The accumulators reach the write as int32 (network.acc_dtype): -2**31, whose abs
+    and products need 64 bits, gives the results of its int64 copy."""
+    fmt = _format(16, 8, "nearest_even", "saturate")
+    acc32 = np.array([-2**31, 2**31 - 1, -5, 0, 7], np.int32)
+    acc64 = acc32.astype(np.int64)
+    weight = np.array([3, -4, 100, 0, -32768], np.int64)
+    results = []
+    for acc in (acc32, acc64):
+        out, lanes = np.empty(5, np.int64), seed_lanes(3, 5)
+        events, top_weight, top_step = kernels.weight_write_overflow(
+            weight, acc, np.int64(3), 20, 0, 1, lanes, fmt.min_int, fmt.max_int, 0, fmt.bits, fmt.signed, out)
+        results.append((out.tolist(), int(events), int(top_weight), int(top_step)))
+    assert results[0] == results[1]
+    assert results[0][3] == 2**31
+    momentum = np.array([0, 5, -5, 2**20, -2**20], np.int64)
+    lion = []
+    for acc in (acc32, acc64):
+        direction, new_m = np.empty(5, np.int64), np.empty(5, np.int64)
+        events = kernels.lion_direction(acc, momentum, 4, 3, 7, 1, fmt.min_int, fmt.max_int, 0, fmt.bits,
+                                        fmt.signed, direction, new_m)
+        lion.append((direction.tolist(), new_m.tolist(), events))
+    assert lion[0] == lion[1]
+    reference = _lion_reference(acc64, momentum, 4, 3, 7, fmt)
+    assert lion[1][0] == reference[0].tolist() and lion[1][1] == reference[1].tolist()
