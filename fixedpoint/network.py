@@ -36,6 +36,7 @@ from fixedpoint.config import (
     layer_constants,
     layer_formats,
     psi_lut_index,
+    update_scale,
 )
 from core.counters import OpCounter
 from core.formats import FixedFormat
@@ -1141,11 +1142,9 @@ class IntNetwork:
         return out
 
     def update_scale(self, index: int, batch: int, window: int) -> float:
-        """Factor from the integer accumulator (real units) to the float model's grad."""
-        readout = len(self.params.layers) - 1
-        if self.params.learning_signal == "sdfa" and index != readout:
-            return 1.0
-        return 1.0 / (batch * window)
+        """Factor from the integer accumulator (real units) to the float model's grad
+        (:func:`fixedpoint.config.update_scale`, which the QAT learning path uses too)."""
+        return update_scale(self.params.learning_signal, index == len(self.params.layers) - 1, batch, window)
 
     def run(self, x, target=None, train: bool = False, log: bool = False, apply: bool = True) -> IntResult:
         """One batch: inference, or S-TLLR training with the weight write (if ``apply``)."""
