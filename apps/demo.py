@@ -83,7 +83,7 @@ def qat_stage(console, out: Path, qat_epochs: int, float_epochs: int | None, lea
     ``learning_path``: QAT trains through the integer learning path (integer traces, Psi,
     softmax error and update; ``fixedpoint.qat.qat_stllr_batch``), so that the on-chip
     fine-tuning of stage 3 continues the very updates QAT made; False: the float rule."""
-    from fixedpoint.qat import QATNetwork, fine_tune_and_convert
+    from fixedpoint.qat import QATNetwork, fine_tune_and_convert, qat_quant
     from stllr.data import load_data
     from stllr.train import build_network, load_checkpoint
 
@@ -98,9 +98,7 @@ def qat_stage(console, out: Path, qat_epochs: int, float_epochs: int | None, lea
         raise RuntimeError(f"{FLOAT_CONFIG.name} and {INT_CONFIG.name} must describe the same network")
     # The QAT formats are the on-chip formats, with the weight write rounding to nearest:
     # Brevitas has no stochastic rounding, and the trained weights land on the grid anyway.
-    quant = int_config.quant.model_copy(update={
-        "weight": int_config.quant.weight.replace(rounding="nearest_even"),
-        "bias": int_config.quant.bias.replace(rounding="nearest_even")})
+    quant = qat_quant(int_config.quant)
     config = parse_config({**base, "quant": quant.model_dump(mode="json")}, "demo QAT")
     train_set, test_set = load_data(config.data)
     net = build_network(config)

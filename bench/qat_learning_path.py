@@ -71,7 +71,7 @@ def run_seed(seed: int, float_epochs: int, qat_epochs: int, overrides: dict) -> 
 
     from core.config import config_to_dict, load_config, parse_config
     from fixedpoint.network import IntNetwork
-    from fixedpoint.qat import QATNetwork, compare, fine_tune_and_convert
+    from fixedpoint.qat import QATNetwork, compare, fine_tune_and_convert, qat_quant
     from fixedpoint.train import evaluate_int, run_int_epoch
     from stllr.data import iterate_batches, load_data
     from stllr.train import build_network, build_optimizer, evaluate, run_epoch
@@ -83,8 +83,7 @@ def run_seed(seed: int, float_epochs: int, qat_epochs: int, overrides: dict) -> 
     data["data"]["seed"] = seed
     data["quant"] = {**data["quant"], **overrides}
     chip = parse_config(data, f"digits_int seed {seed}")
-    quant = chip.quant.model_copy(update={"weight": chip.quant.weight.replace(rounding="nearest_even"),
-                                          "bias": chip.quant.bias.replace(rounding="nearest_even")})
+    quant = qat_quant(chip.quant)
     config = parse_config({**data, "quant": quant.model_dump(mode="json")}, f"digits_int QAT seed {seed}")
     train_set, test_set = load_data(config.data)
 

@@ -118,6 +118,7 @@ __all__ = [
     "check_brevitas_format",
     "compare",
     "fine_tune_and_convert",
+    "qat_quant",
     "qat_stllr_batch",
     "qat_to_int",
 ]
@@ -141,6 +142,14 @@ class _FixedPointConst(ExtendedInjector):
     scaling_impl_type = ScalingImplType.CONST
     restrict_scaling_type = RestrictValueType.POWER_OF_TWO
     scaling_per_output_type = ScalingPerOutputType.TENSOR
+
+
+def qat_quant(quant: QuantConfig) -> QuantConfig:
+    """An on-chip ``quant:`` section as QAT takes it: the weight and bias writes round to
+    nearest even (Brevitas has no stochastic rounding; QAT weights are latent floats, and
+    the integer weights it hands over are on the grid whatever the write's rounding)."""
+    return quant.model_copy(update={"weight": quant.weight.replace(rounding="nearest_even"),
+                                    "bias": quant.bias.replace(rounding="nearest_even")})
 
 
 def check_brevitas_format(fmt: FixedFormat, where: str) -> None:

@@ -287,3 +287,17 @@ def test_bptt_and_stllr_gradients_reach_the_latent_weights(digits):
         for name, param in qat.named_parameters():
             assert param.grad is not None and torch.isfinite(param.grad).all(), (rule, name)
             assert param.grad.abs().sum() > 0, (rule, name)
+
+
+def test_qat_quant_rounds_only_the_writes_to_nearest():
+    from core.config import load_config
+    from fixedpoint.qat import qat_quant
+
+    from pathlib import Path
+
+    chip = load_config(Path(__file__).resolve().parent.parent / "configs" / "onchip_temporal.yaml").quant
+    qat = qat_quant(chip)
+    assert (qat.weight.rounding, qat.bias.rounding) == ("nearest_even", "nearest_even")
+    assert (chip.weight.rounding, chip.bias.rounding) == ("stochastic", "stochastic")  # not edited in place
+    assert qat.weight.replace(rounding="stochastic") == chip.weight
+    assert qat.model_dump(exclude={"weight", "bias"}) == chip.model_dump(exclude={"weight", "bias"})
