@@ -21,11 +21,10 @@ from hypothesis import strategies as st
 
 from core.formats import FixedFormat
 from core.overflow import FixedOverflowError, apply_overflow
-from core.quant import PsiLutConfig
 from fixedpoint import kernels
 from fixedpoint.config import psi_lut_index
 from fixedpoint.network import acc_dtype
-from tests.test_fixedpoint_emulation import hyp
+from tests.test_fixedpoint_emulation import hyp, psi_lut_configs
 
 POLICY = {"saturate": 0, "wrap": 1, "raise": 2}
 
@@ -128,12 +127,7 @@ def test_acc_dtype_holds_every_code():
 @st.composite
 def psi_case(draw):
     """A Psi table (uniform or segmented), theta, and membranes around theta (octave edges)."""
-    if draw(st.booleans()):
-        lut = PsiLutConfig(entries=draw(st.integers(2, 4096)), index_shift=draw(st.integers(0, 8)))
-    else:
-        m = draw(st.integers(0, 10))
-        entries = draw(st.integers(2, (31 - m) << m if m else 30))
-        lut = PsiLutConfig(kind="segmented", entries=entries, mantissa_bits=m, index_shift=draw(st.integers(0, 4)))
+    lut = draw(psi_lut_configs())
     theta = draw(st.integers(-(1 << 31), (1 << 31) - 1))
     edges = [sign * ((1 << j) + d) for j in range(33) for d in (-1, 0, 1) for sign in (1, -1)]
     z = np.array(edges + draw(st.lists(st.integers(-(1 << 33), 1 << 33), max_size=60)), np.int64)

@@ -262,17 +262,22 @@ def test_round_tensor_equals_round_float(values, frac, mode, word):
 
 
 @st.composite
+def psi_lut_configs(draw):
+    """A Psi table spec: uniform, or segmented with every valid entries / mantissa_bits."""
+    if draw(st.booleans()):
+        return PsiLutConfig(entries=draw(st.integers(2, 4096)), index_shift=draw(st.integers(0, 8)))
+    m = draw(st.integers(0, 10))
+    entries = draw(st.integers(2, (31 - m) << m if m else 30))
+    return PsiLutConfig(kind="segmented", entries=entries, mantissa_bits=m, index_shift=draw(st.integers(0, 4)))
+
+
+@st.composite
 def lut_case(draw):
     """A Psi LUT spec, a membrane format, a psi format and |z| codes (octave edges included)."""
     fm = draw(st.integers(0, 24))
     membrane = FixedFormat.parse(f"s32.{fm}")
     psi = FixedFormat.parse(f"u{draw(st.integers(4, 24))}.{draw(st.integers(1, 23))}")
-    if draw(st.booleans()):
-        lut = PsiLutConfig(entries=draw(st.integers(2, 4096)), index_shift=draw(st.integers(0, 8)))
-    else:
-        m = draw(st.integers(0, 10))
-        entries = draw(st.integers(2, (31 - m) << m if m else 30))
-        lut = PsiLutConfig(kind="segmented", entries=entries, mantissa_bits=m, index_shift=draw(st.integers(0, 4)))
+    lut = draw(psi_lut_configs())
     edges = [(1 << j) + d for j in range(32) for d in (-1, 0, 1)]
     codes = np.array(edges + draw(st.lists(st.integers(0, (1 << 32) - 1), max_size=50)), dtype=np.int64)
     return lut, membrane, psi, draw(st.floats(1.0, 1000.0)), codes
