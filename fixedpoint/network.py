@@ -1129,16 +1129,18 @@ class IntNetwork:
                 return codes
         return np.ascontiguousarray(np.swapaxes(self.quantize_input(x), 0, 1))
 
-    def etas(self, batch: int, window: int) -> dict[int, int]:
+    def etas(self, batch: int, window: int, lr: float | None = None) -> dict[int, int]:
         """eta code per learning layer: lr / (B k), or lr for sDFA hidden layers (the float
         sDFA signal sign(error) carries no 1/(B k)) and for signum and lion (a step of lr
-        whatever the scale of the accumulator). Quantized nearest_even into learning_rate."""
+        whatever the scale of the accumulator). Quantized nearest_even into learning_rate.
+        ``lr``: another rate than the model's (the checks of an lr schedule)."""
+        lr = self.lr if lr is None else lr
         out = {}
         readout = len(self.params.layers) - 1
         signs = self.params.optimizer.kind != "sgd"
         for i in self.params.learners:
             unscaled = signs or (self.params.learning_signal == "sdfa" and i != readout)
-            out[i] = eta_code(self.params.layers[i].fmts.learning_rate, self.lr, batch, window, unscaled)
+            out[i] = eta_code(self.params.layers[i].fmts.learning_rate, lr, batch, window, unscaled)
         return out
 
     def update_scale(self, index: int, batch: int, window: int) -> float:

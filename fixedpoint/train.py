@@ -96,18 +96,14 @@ def check_learning_rates(model, config, num_samples: int, num_steps: int) -> Non
     sizes = {min(batch, num_samples)}
     if num_samples % batch:
         sizes.add(num_samples % batch)
-    lr = model.lr
-    try:
-        for model.lr in config.train.learning_rates:  # every rate of train.lr_halve_at's schedule
-            for size in sorted(sizes):
-                try:
-                    model.etas(size, k)
-                except InputError as error:
-                    if model.lr == config.train.lr:
-                        raise
-                    raise InputError(f"train.lr_halve_at: the halved lr {model.lr!r} fails: {error}") from None
-    finally:
-        model.lr = lr
+    for lr in config.train.learning_rates:  # every rate of train.lr_halve_at's schedule
+        for size in sorted(sizes):
+            try:
+                model.etas(size, k, lr)
+            except InputError as error:
+                if lr == config.train.lr:
+                    raise
+                raise InputError(f"train.lr_halve_at: the halved lr {lr!r} fails: {error}") from None
 
 
 # ----------------------------------------------------------------------------- state
