@@ -269,6 +269,25 @@ def accumulate_update(causal, pre, noncausal, x, idx, causal_shift, noncausal_sh
 
 
 @numba.njit(cache=True, inline="always")
+def _rounding_masks(s):
+    """(mask, half) of a right shift by s: the remainder bits and half an lsb of the
+    result, for _round_positive_shift / _round_overflow_one; (0, 0) where s <= 0."""
+    one = np.int64(1)
+    if s > 0:
+        return (one << s) - one, one << (s - one)
+    return np.int64(0), np.int64(0)
+
+
+@numba.njit(cache=True, inline="always")
+def _wrap_constants(bits):
+    """(2**bits, its low-bits mask, the sign bit) of a bits-wide format: what the wrap
+    policy of _round_overflow_one needs."""
+    one = np.int64(1)
+    period = one << np.int64(bits)
+    return period, period - one, one << np.int64(bits - 1)
+
+
+@numba.njit(cache=True, inline="always")
 def _round_positive_shift(v, s, mode, mask, half):
     """shift_right_round_int(v, s, mode, 0) for s > 0, branch-free (vectorizes).
 
@@ -332,9 +351,7 @@ def _accumulate_update_dense(causal, pre, noncausal, x, idx, causal_shift, nonca
     s = np.int64(shift)
     cs = np.int64(causal_shift)
     ncs = np.int64(noncausal_shift)
-    one = np.int64(1)
-    mask = (one << s) - one if s > 0 else np.int64(0)
-    half = one << (s - one) if s > 0 else np.int64(0)
+    mask, half = _rounding_masks(s)
     left = -s if s < 0 else np.int64(0)
     for o in range(n_out):
         for b in range(batch):
@@ -425,12 +442,8 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
     s = np.int64(shift)
     cs = np.int64(causal_shift)
     ncs = np.int64(noncausal_shift)
-    one = np.int64(1)
-    mask = (one << s) - one if s > 0 else np.int64(0)
-    half = one << (s - one) if s > 0 else np.int64(0)
-    period = one << np.int64(bits)
-    low_bits = period - one
-    sign_bit = one << np.int64(bits - 1)
+    mask, half = _rounding_masks(s)
+    period, low_bits, sign_bit = _wrap_constants(bits)
     zero = np.int64(0)
     n_causal = 0
     n_noncausal = 0
@@ -517,14 +530,13 @@ def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
 def weight_write_overflow(weight, step, eta, weight_left, update_left, mode, lanes, lo, hi, policy, bits, signed,
                           out):
     """weight_write followed by the weight format's overflow, in one pass; returns
-    (events, max |W|, max |step|). step may be int32 or int64 (each element is widened). Policies 0 (saturate) and 1 (wrap) as round_overflow
-    with shift 0; under 2 (raise) the caller runs the numpy path instead. The maxima let
+    (events, max |W|, max |step|). step may be int32 or int64 (each element is widened).
+    Policies 0 (saturate) and 1 (wrap) as round_overflow with shift 0; under 2 (raise)
+    the caller runs the numpy path instead. The maxima let
     the caller run its exactness check (config.check_exact) on the same operands as the
     unfused write: were it to fail, the caller raises and discards out and lanes."""
     zero = np.int64(0)
-    period = np.int64(1) << np.int64(bits)
-    low_bits = period - np.int64(1)
-    sign_bit = np.int64(1) << np.int64(bits - 1)
+    period, low_bits, sign_bit = _wrap_constants(bits)
     events = 0
     top_weight = zero
     top_step = zero
@@ -565,17 +577,12 @@ def lion_direction(acc, momentum, g_shift, direction_shift, momentum_shift, mode
     limit = one << np.int64(62)
     left = one << (np.int64(63) + s) if s < 0 else limit
     check = s != 0
-    mask = (one << s) - one if s > 0 else zero
-    half = one << (s - one) if s > 0 else zero
+    mask, half = _rounding_masks(s)
     n1 = np.int64(direction_shift)
     n2 = np.int64(momentum_shift)
-    mask1 = (one << n1) - one if n1 > 0 else zero
-    half1 = one << (n1 - one) if n1 > 0 else zero
-    mask2 = (one << n2) - one if n2 > 0 else zero
-    half2 = one << (n2 - one) if n2 > 0 else zero
-    period = one << np.int64(bits)
-    low_bits = period - one
-    sign_bit = one << np.int64(bits - 1)
+    mask1, half1 = _rounding_masks(n1)
+    mask2, half2 = _rounding_masks(n2)
+    period, low_bits, sign_bit = _wrap_constants(bits)
     g_events = 0
     m_events = 0
     bad = False
@@ -692,11 +699,8 @@ def _round_overflow_loop(values, shift, mode, lo, hi, policy, bits, signed, out)
     limit = one << np.int64(62)
     left = one << (np.int64(63) + s) if s < 0 else limit
     check = s != 0
-    mask = (one << s) - one if s > 0 else np.int64(0)
-    half = one << (s - one) if s > 0 else np.int64(0)
-    period = one << np.int64(bits)
-    low_bits = period - one
-    sign_bit = one << np.int64(bits - 1)
+    mask, half = _rounding_masks(s)
+    period, low_bits, sign_bit = _wrap_constants(bits)
     events = 0
     bad = False
     for i in range(values.size):
@@ -729,11 +733,8 @@ def _trace_loop(trace, decay, trace_left, value, value_left, shift, mode, lo, hi
     limit = one << np.int64(62)
     left = one << (np.int64(63) + s) if s < 0 else limit
     check = s != 0
-    mask = (one << s) - one if s > 0 else np.int64(0)
-    half = one << (s - one) if s > 0 else np.int64(0)
-    period = one << np.int64(bits)
-    low_bits = period - one
-    sign_bit = one << np.int64(bits - 1)
+    mask, half = _rounding_masks(s)
+    period, low_bits, sign_bit = _wrap_constants(bits)
     events = 0
     nonzero = 0
     bad = False
@@ -793,19 +794,13 @@ def _lif_loop(syn, syn_left, rec, rec_left, bias, bias_left, cur_format, beta, m
     cs = np.int64(cur_shift)
     c_left = one << (np.int64(63) + cs) if cs < 0 else limit
     c_check = cs != 0
-    c_mask = (one << cs) - one if cs > 0 else np.int64(0)
-    c_half = one << (cs - one) if cs > 0 else np.int64(0)
-    c_period = one << np.int64(cur_bits)
-    c_low = c_period - one
-    c_sign = one << np.int64(cur_bits - 1)
+    c_mask, c_half = _rounding_masks(cs)
+    c_period, c_low, c_sign = _wrap_constants(cur_bits)
     ms = np.int64(mem_shift)
     m_left = one << (np.int64(63) + ms) if ms < 0 else limit
     m_check = ms != 0
-    m_mask = (one << ms) - one if ms > 0 else np.int64(0)
-    m_half = one << (ms - one) if ms > 0 else np.int64(0)
-    m_period = one << np.int64(mem_bits)
-    m_low = m_period - one
-    m_sign = one << np.int64(mem_bits - 1)
+    m_mask, m_half = _rounding_masks(ms)
+    m_period, m_low, m_sign = _wrap_constants(mem_bits)
     zero = np.int64(0)
     cur_events = 0
     u_events = 0
