@@ -275,7 +275,7 @@ def temporal_main(args) -> int:
     from rich.table import Table
 
     console = Console(width=160)
-    table = Table(title="(c) temporal task 48-128-4, T = 40, k = T, and (d) digits 64-128-10, T = 20: "
+    table = Table(title="(c) temporal task 48-128-4, T = 40, k = T, and (d) digits 64-128-10, T = 20 and 30: "
                         "final-epoch test accuracy (%)")
     for column in ("model", "weights", "per seed", "mean", "std", "mean of last 5 epochs", "weight saturations",
                    "s/run"):
