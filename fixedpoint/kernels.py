@@ -844,21 +844,10 @@ def _leading_one(a):
     """Position of the leading one of a >= 0 (0 for a = 0 and a = 1): a priority encoder
     as a branch-free binary search (a data-dependent loop mispredicts)."""
     msb = np.int64(0)
-    step = np.int64(32) * ((a >> np.int64(32)) != 0)
-    msb += step
-    a >>= step
-    step = np.int64(16) * ((a >> np.int64(16)) != 0)
-    msb += step
-    a >>= step
-    step = np.int64(8) * ((a >> np.int64(8)) != 0)
-    msb += step
-    a >>= step
-    step = np.int64(4) * ((a >> np.int64(4)) != 0)
-    msb += step
-    a >>= step
-    step = np.int64(2) * ((a >> np.int64(2)) != 0)
-    msb += step
-    a >>= step
+    for width in (32, 16, 8, 4, 2):  # a fixed count: the same five steps for every a
+        step = np.int64(width) * ((a >> np.int64(width)) != 0)
+        msb += step
+        a >>= step
     return msb + ((a >> np.int64(1)) != 0)
 
 
