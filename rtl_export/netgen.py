@@ -666,8 +666,7 @@ class NetGen:
         self.seq[s_fac] = fac + [f"state <= {s_loop}; cnt_j <= {self.cw}'d0; pv <= 1'b0;"]
         # synapses
         m = self.sx(f"l{i}_m", f.modulation)
-        acc_mem = self.mems[f"l{i}_acc"]
-        acc_mem.reads.append((c_loop, f"cnt_o * {self.cw}'d{n_in} + cnt_j"))
+        self.mems[f"l{i}_acc"].reads.append((c_loop, f"cnt_o * {self.cw}'d{n_in} + cnt_j"))
         self.mems[f"l{i}_q"].reads.append((c_loop, "cnt_j"))
         x, _ = self.layer_input(lp, "cnt_j", c_loop)
         q = self.sx(f"l{i}_q_rd", f.pre_trace)
@@ -677,12 +676,7 @@ class NetGen:
             xbit = f"{'x0_rd' if i == 0 else f'l{i - 1}_s_rd'}[0]"
             nx = self.mux(xbit, n_v, self.const(0)) if f.binary_input else self.mul(n_v, x)
             contrib = self.add(contrib, self.shl(nx, sh["SH_EN"]))
-        r = self.rnd(contrib, sh["SH_U"], f.update.rounding)
-        acc_old = self.sx(f"(t_is_ws ? {f.update.bits}'d0 : l{i}_acc_rd)", f.update)
-        en = f"({c_loop} && pv)"
-        accq = self.req(self.add(acc_old, r), 0, f.update, f"{lp.name}.update", en)
-        acc_mem.writes.append((en, f"cnt_o * {self.cw}'d{n_in} + jd", accq))
-        self.tr(en, i, "acc_weight", f"cnt_o * {self.cw}'d{n_in} + jd", accq, True)
+        self.accumulate(lp, "acc", c_loop, n_in, contrib, sh["SH_U"], "update", "acc_weight")
         done_o = [f"if (cnt_o == {self.cw}'d{n_out - 1}) begin", "  @NEXT", "end else begin",
                   f"  cnt_o <= cnt_o + 1'b1; cnt_j <= {self.cw}'d0; pv <= 1'b0; state <= {s_set};", "end"]
         after_bias = f"state <= {s_bias}; pv <= 1'b0;" if s_bias else None
@@ -691,20 +685,14 @@ class NetGen:
                             *([f"  {after_loop}"] if after_loop else [f"  {line}" for line in done_o]),
                             f"end else @LOOP:{n_in}"]
         if s_rec:  # recurrent synapses: pre-synaptic o[t-1] and q_rec
-            racc = self.mems[f"l{i}_racc"]
-            racc.reads.append((c_rec, f"cnt_o * {self.cw}'d{n_out} + cnt_j"))
+            self.mems[f"l{i}_racc"].reads.append((c_rec, f"cnt_o * {self.cw}'d{n_out} + cnt_j"))
             for name in ("qr", "sp"):
                 self.mems[f"l{i}_{name}"].reads.append((c_rec, "cnt_j"))
             contrib = self.shl(self.mul(m, self.sx(f"l{i}_qr_rd", f.pre_trace)), sh["SH_EC_REC"])
             if noncausal:
                 nx = self.mux(f"l{i}_sp_rd", self.sx(f"l{i}_n", f.modulation), self.const(0))
                 contrib = self.add(contrib, self.shl(nx, sh["SH_EN_REC"]))
-            r = self.rnd(contrib, sh["SH_U_REC"], f.update.rounding)
-            old = self.sx(f"(t_is_ws ? {f.update.bits}'d0 : l{i}_racc_rd)", f.update)
-            en = f"({c_rec} && pv)"
-            rq = self.req(self.add(old, r), 0, f.update, f"{lp.name}.rec_update", en)
-            racc.writes.append((en, f"cnt_o * {self.cw}'d{n_out} + jd", rq))
-            self.tr(en, i, "acc_rec_weight", f"cnt_o * {self.cw}'d{n_out} + jd", rq, True)
+            self.accumulate(lp, "racc", c_rec, n_out, contrib, sh["SH_U_REC"], "rec_update", "acc_rec_weight")
             self.seq[s_rec] = [f"if (cnt_j == {self.cw}'d{n_out} && pv) begin",
                                *([f"  {after_bias}"] if after_bias else [f"  {line}" for line in done_o]),
                                f"end else @LOOP:{n_out}"]
@@ -727,6 +715,19 @@ class NetGen:
             self.mems[f"l{i}_accb"].writes.append((c_bias, "cnt_o", bq))
             self.tr(c_bias, i, "acc_bias", "cnt_o", bq, True)
             self.seq[s_bias] = done_o
+
+    def accumulate(self, lp, mem: str, cond: str, stride: int, contrib: V, shift: int, tensor: str,
+                   trace: str) -> None:
+        """acc[o, j] += round(contrib >> shift) into the update format, in the cycle after
+        ``cond`` (pv); the accumulator reads as 0 in the window's first step (t_is_ws)."""
+        f, i = lp.fmts, lp.index
+        r = self.rnd(contrib, shift, f.update.rounding)
+        old = self.sx(f"(t_is_ws ? {f.update.bits}'d0 : l{i}_{mem}_rd)", f.update)
+        en = f"({cond} && pv)"
+        q = self.req(self.add(old, r), 0, f.update, f"{lp.name}.{tensor}", en)
+        address = f"cnt_o * {self.cw}'d{stride} + jd"
+        self.mems[f"l{i}_{mem}"].writes.append((en, address, q))
+        self.tr(en, i, trace, address, q, True)
 
     def phase_write(self, lp) -> None:
         i, f, sh, g = lp.index, lp.fmts, lp.shifts, lp.geometry
