@@ -337,7 +337,7 @@ def temporal_main(args) -> int:
                           f"{'reached' if means[kind] >= 97.0 else 'NOT reached'}"
                           + (f"; float Adam / CE on the same network {other:.2f} %" if other is not None else ""))
     for r in results:
-        if r["kind"] in ("t_int", "t_online") and r["seed"] == seeds[0]:
+        if r["kind"] in ("t_int", "t_online", "v_int") and r["seed"] == seeds[0]:
             console.print(f"{r['kind']} seed {r['seed']}: saturate events per tensor {r['overflow_by_tensor']}")
     console.print(cost_table())
     console.print(f"{len(jobs)} runs, {args.workers} workers, wall {wall:.0f} s")
