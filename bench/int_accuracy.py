@@ -84,7 +84,7 @@ def weight_format(bits: int, rounding: str) -> str:
 
 
 def _temporal_data(kind: str, seed: int) -> dict:
-    """The config of a table (c)/(d) run (see the module docstring)."""
+    """The config of a table (c), (d) or (f) run (see the module docstring)."""
     from core.config import config_to_dict, load_config
 
     source = {"t_online": ONLINE_CONFIG}.get(kind, TEMPORAL_FLOAT_CONFIG if "float_adam" in kind else ONCHIP_CONFIG)

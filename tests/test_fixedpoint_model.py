@@ -116,6 +116,15 @@ def test_wide_formats_match_float_rational():
     assert errors_vs_float(dense_net("rational", "bp"), exact)[1] > 1e-2
 
 
+def _matched_error(seed: int, lut: PsiLutConfig | None) -> float:
+    """dW error of the wide F = 16 model (rational Psi, table ``lut`` or the default) against
+    :func:`matched_float`; every spike agrees."""
+    quant = wide_quant(16) if lut is None else wide_quant(16).model_copy(update={"psi_lut": lut})
+    agree, worst = errors_vs_float(dense_net("rational", "bp", seed), quant, matched=True)
+    assert agree == 1.0
+    return worst
+
+
 def test_rational_lut_error_against_matched_float_is_the_exact_tables():
     """Against the float model at the integer model's own weights and constants, the F = 16
     segmented table's dW error stays within 1.4x of a table exact at every membrane code (the
@@ -124,16 +133,11 @@ def test_rational_lut_error_against_matched_float_is_the_exact_tables():
     exact_lut = PsiLutConfig(kind="segmented", entries=1 << 20, mantissa_bits=18, index_shift=0)
     uniform_lut = PsiLutConfig(entries=1 << 16, index_shift=4)
     for seed in (1, 2, 3):
-        def error(lut):
-            quant = wide_quant(16) if lut is None else wide_quant(16).model_copy(update={"psi_lut": lut})
-            agree, worst = errors_vs_float(dense_net("rational", "bp", seed), quant, matched=True)
-            assert agree == 1.0
-            return worst
-        segmented, exact, uniform = error(None), error(exact_lut), error(uniform_lut)
+        segmented, exact, uniform = (_matched_error(seed, lut) for lut in (None, exact_lut, uniform_lut))
         assert segmented <= 1.4 * exact, (seed, segmented, exact)
         assert uniform >= 3 * segmented, (seed, uniform, segmented)
     # matching removes most of the error: seed 1, 1.5e-2 against the network as built
-    assert errors_vs_float(dense_net("rational", "bp"), wide_quant(16), matched=True)[1] < 3e-3
+    assert _matched_error(1, None) < 3e-3
 
 
 def int_updates(net, quant, batch=8, steps=10):
