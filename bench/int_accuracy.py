@@ -175,7 +175,8 @@ def main() -> int:
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
                         help="temporal: run only these rows (t_int t_online t_float_adam d_int ... v_int v_float_adam)")
     parser.add_argument("--task", choices=("digits", "temporal"), default="digits",
-                        help="digits: tables (a), (b); temporal: the on-chip recipe, tables (c), (d), (e), with --transfer (f)")
+                        help="digits: tables (a), (b); temporal: the on-chip recipe, tables (c), (d), (e) "
+                             "and with --transfer (f)")
     args = parser.parse_args()
     if args.task == "temporal":
         return temporal_main(args)
