@@ -87,7 +87,7 @@ def _temporal_data(kind: str, seed: int) -> dict:
     """The config of a table (c), (d) or (f) run (see the module docstring)."""
     from core.config import config_to_dict, load_config
 
-    source = {"t_online": ONLINE_CONFIG}.get(kind, TEMPORAL_FLOAT_CONFIG if "float_adam" in kind else ONCHIP_CONFIG)
+    source = ONLINE_CONFIG if kind == "t_online" else TEMPORAL_FLOAT_CONFIG if "float_adam" in kind else ONCHIP_CONFIG
     data = config_to_dict(load_config(source))
     if kind == "t_batch1":
         data["train"].update(batch_size=1, lr=BATCH1_LR, epochs=BATCH1_EPOCHS)
