@@ -501,6 +501,20 @@ def accumulate_update_dense(causal, pre, noncausal, x, causal_shift, noncausal_s
     return n_causal, n_noncausal, n_contrib, events
 
 
+@numba.njit(cache=True, inline="always")
+def _write_offset(lanes, i, weight_left, mode):
+    """The stochastic offset of element i's write (mode 3; 0 otherwise): the top
+    ``weight_left`` bits of lane i's next word, above 32 bits the word shifted left by
+    weight_left - 32. Advances lane i once per write, even when nothing is rounded."""
+    if mode != 3:
+        return np.int64(0)
+    if weight_left <= 32:
+        lanes[i], r = random_bits_int(lanes[i], weight_left)
+        return r
+    lanes[i], r = random_bits_int(lanes[i], 32)
+    return r << (weight_left - 32)
+
+
 @numba.njit(cache=True)
 def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
     """out = round((W << weight_left) - (eta * acc << update_left), weight_left) elementwise.
@@ -516,14 +530,7 @@ def weight_write(weight, acc, eta, weight_left, update_left, mode, lanes, out):
     n = weight.size
     for i in range(n):
         wide = (weight[i] << weight_left) - ((eta * acc[i]) << update_left)
-        r = np.int64(0)
-        if mode == 3:
-            if weight_left <= 32:
-                lanes[i], r = random_bits_int(lanes[i], weight_left)
-            else:
-                lanes[i], r = random_bits_int(lanes[i], 32)
-                r = r << (weight_left - 32)
-        out[i] = shift_right_round_int(wide, weight_left, mode, r)
+        out[i] = shift_right_round_int(wide, weight_left, mode, _write_offset(lanes, i, weight_left, mode))
 
 
 @numba.njit(cache=True)
@@ -546,14 +553,7 @@ def weight_write_overflow(weight, step, eta, weight_left, update_left, mode, lan
         top_weight = max(top_weight, abs(w))
         top_step = max(top_step, abs(a))
         wide = (w << weight_left) - ((eta * a) << update_left)
-        r = zero
-        if mode == 3:
-            if weight_left <= 32:
-                lanes[i], r = random_bits_int(lanes[i], weight_left)
-            else:
-                lanes[i], r = random_bits_int(lanes[i], 32)
-                r = r << (weight_left - 32)
-        q = shift_right_round_int(wide, weight_left, mode, r)
+        q = shift_right_round_int(wide, weight_left, mode, _write_offset(lanes, i, weight_left, mode))
         out[i], event = _round_overflow_one(q, zero, 0, zero, zero, lo, hi, policy, low_bits, sign_bit, period,
                                             signed)
         events += event
