@@ -40,14 +40,16 @@ configs/digits.yaml), for every run; ``--epochs`` overrides all of them.
     on-chip loss and optimizer beside SGD / mse.
 (f) ``--transfer``: a held-out variant of the temporal task that the recipe was not chosen
     on (96 channels, T = 60, background noise 0.05 instead of 48, 40, 0.02), the recipe
-    moved by its four fields and the float Adam / CE config moved the same way, 3 seeds.
-    ``--kinds v_int v_float_adam`` runs only those rows.
+    moved by its four fields, the online recipe moved the same way (and its lr by its rule,
+    ``online_lr``), and the float Adam / CE config moved the same way, 3 seeds.
+    ``--kinds v_int v_online v_float_adam`` runs only those rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 import time
@@ -87,7 +89,8 @@ def _temporal_data(kind: str, seed: int) -> dict:
     """The config of a table (c), (d) or (f) run (see the module docstring)."""
     from core.config import config_to_dict, load_config
 
-    source = ONLINE_CONFIG if kind == "t_online" else TEMPORAL_FLOAT_CONFIG if "float_adam" in kind else ONCHIP_CONFIG
+    source = (ONLINE_CONFIG if kind.endswith("_online") else TEMPORAL_FLOAT_CONFIG if "float_adam" in kind
+              else ONCHIP_CONFIG)
     data = config_to_dict(load_config(source))
     if kind == "t_batch1":
         data["train"].update(batch_size=1, lr=BATCH1_LR, epochs=BATCH1_EPOCHS)
@@ -100,7 +103,16 @@ def _temporal_data(kind: str, seed: int) -> dict:
     elif kind.startswith("v_"):
         data["network"]["input_shape"] = [VARIANT["num_channels"]]
         data["data"].update(VARIANT)
+        if kind == "v_online":  # the online recipe's lr is per write: its comments' rule for T
+            data["train"]["lr"] = online_lr(VARIANT["num_steps"])
     return data
+
+
+def online_lr(num_steps: int) -> float:
+    """lr per write of the online recipe (onchip_temporal_online.yaml): a weight moves by
+    about 2^-15 per sample, spread over its T writes, rounded to a power of two
+    (T = 40: 2^-20, T = 60: 2^-21) so that eta stays one shift."""
+    return 2.0 ** round(math.log2(2.0 ** -15 / num_steps))
 
 
 def run_one(job: dict) -> dict:
@@ -171,9 +183,10 @@ def main() -> int:
     parser.add_argument("--batch1", action="store_true",
                         help="temporal: also batch 1 with the write after each sample (3 seeds, ~25 min a run)")
     parser.add_argument("--transfer", action="store_true",
-                        help="temporal: also table (f), the held-out task variant (3 + 3 runs, ~15 min)")
+                        help="temporal: also table (f), the held-out task variant (3 x 3 runs, ~45 min)")
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
-                        help="temporal: run only these rows (t_int t_online t_float_adam d_int ... v_int v_float_adam)")
+                        help="temporal: run only these rows (t_int t_online t_float_adam d_int ... v_int v_online "
+                             "v_float_adam)")
     parser.add_argument("--task", choices=("digits", "temporal"), default="digits",
                         help="digits: tables (a), (b); temporal: the on-chip recipe, tables (c), (d), (e) "
                              "and with --transfer (f)")
@@ -265,6 +278,7 @@ T_LABELS = {
     "d_float_adam": "digits: float S-TLLR, Adam, CE, batch 32 (temporal.yaml moved the same way), T = 20",
     "d_float_adam_t30": "digits: the same float Adam / CE at T = 30",
     "v_int": "held-out variant (96 channels, T = 60, noise 0.05): integer on chip, the recipe moved (4 fields)",
+    "v_online": "held-out variant: integer on chip, online, the online recipe moved (4 fields, lr 2^-15 / T)",
     "v_float_adam": "held-out variant: float S-TLLR, Adam, CE, batch 32 (temporal.yaml moved the same way)",
 }
 
@@ -276,7 +290,7 @@ def temporal_main(args) -> int:
     plan = {"t_int": seeds, "t_online": seeds, "t_float_adam": seeds, "d_int": seeds, "d_int_t30": seeds,
             "d_float_adam": seeds, "d_float_adam_t30": seeds, "t_signum": one,
             "t_batch1": seeds if args.batch1 else [], "t_float_lion": one if args.twin else [],
-            "v_int": seeds if args.transfer else [], "v_float_adam": seeds if args.transfer else []}
+            **{kind: seeds if args.transfer else [] for kind in ("v_int", "v_online", "v_float_adam")}}
     if args.kinds:
         unknown = sorted(set(args.kinds) - set(plan))
         if unknown:
@@ -286,8 +300,8 @@ def temporal_main(args) -> int:
         plan = {kind: [0] if runs else [] for kind, runs in plan.items()}
         args.epochs = args.epochs or 1
     jobs = [{"kind": kind, "seed": s, "epochs": args.epochs} for kind in
-            ("t_online", "t_batch1", "v_int", "t_int", "d_int", "d_int_t30", "t_float_adam", "v_float_adam",
-             "d_float_adam", "d_float_adam_t30", "t_float_lion", "t_signum")
+            ("v_online", "t_online", "t_batch1", "v_int", "t_int", "d_int", "d_int_t30", "t_float_adam",
+             "v_float_adam", "d_float_adam", "d_float_adam_t30", "t_float_lion", "t_signum")
             for s in plan[kind]]
     started = time.perf_counter()
     results = []
@@ -326,7 +340,8 @@ def temporal_main(args) -> int:
     checks = [("integer batch 8 within 2 points of float Adam/CE", "t_float_adam", "t_int", 2.0),
               ("integer online (batch 1, writes inside the sample) within 3 points of float Adam/CE",
                "t_float_adam", "t_online", 3.0),
-              ("held-out variant: integer batch 8 within 2 points of float Adam/CE", "v_float_adam", "v_int", 2.0)]
+              ("held-out variant: integer batch 8 within 2 points of float Adam/CE", "v_float_adam", "v_int", 2.0),
+              ("held-out variant: integer online within 3 points of float Adam/CE", "v_float_adam", "v_online", 3.0)]
     for what, reference, kind, limit in checks:
         if reference in means and kind in means:
             gap = means[reference] - means[kind]
@@ -338,7 +353,7 @@ def temporal_main(args) -> int:
                           f"{'reached' if means[kind] >= 97.0 else 'NOT reached'}"
                           + (f"; float Adam / CE on the same network {other:.2f} %" if other is not None else ""))
     for r in results:
-        if r["kind"] in ("t_int", "t_online", "v_int") and r["seed"] == seeds[0]:
+        if r["kind"] in ("t_int", "t_online", "v_int", "v_online") and r["seed"] == seeds[0]:
             console.print(f"{r['kind']} seed {r['seed']}: saturate events per tensor {r['overflow_by_tensor']}")
     console.print(cost_table())
     console.print(f"{len(jobs)} runs, {args.workers} workers, wall {wall:.0f} s")
