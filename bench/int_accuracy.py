@@ -76,6 +76,7 @@ VARIANT = {"num_channels": 96, "num_steps": 60, "noise_rate": 0.05}
 #: the second held-out variant of (f), added after every recipe was fixed
 VARIANT2 = {"num_channels": 32, "num_steps": 48, "noise_rate": 0.03}
 VARIANTS = {"v_": VARIANT, "w_": VARIANT2}
+TRANSFER_KINDS = tuple(prefix + row for prefix in VARIANTS for row in ("int", "online", "float_adam"))
 BITS = (4, 6, 8, 12, 16)
 ROUNDINGS = ("floor", "stochastic")
 RANGE_BITS = -1  # bits - frac: integer bits incl. sign; -1 -> range [-0.25, 0.25)
@@ -302,8 +303,7 @@ def temporal_main(args) -> int:
     plan = {"t_int": seeds, "t_online": seeds, "t_float_adam": seeds, "d_int": seeds, "d_int_t30": seeds,
             "d_float_adam": seeds, "d_float_adam_t30": seeds, "t_signum": one,
             "t_batch1": seeds if args.batch1 else [], "t_float_lion": one if args.twin else [],
-            **{kind: seeds if args.transfer else [] for kind in ("v_int", "v_online", "v_float_adam", "w_int",
-                                                                 "w_online", "w_float_adam")}}
+            **{kind: seeds if args.transfer else [] for kind in TRANSFER_KINDS}}
     if args.kinds:
         unknown = sorted(set(args.kinds) - set(plan))
         if unknown:
