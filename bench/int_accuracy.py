@@ -26,7 +26,7 @@ configs/digits.yaml), for every run; ``--epochs`` overrides all of them.
 (c) The temporal task (48 channels, T = 40, 4 classes, k = T), configs/onchip_temporal.yaml:
     integer on-chip S-TLLR (lion, integer softmax cross-entropy, 8-bit weights, batch 8)
     and its online mode (configs/onchip_temporal_online.yaml: one sample at a time, a
-    weight write after every time step inside the sample, its own lr and betas, 10 epochs),
+    weight write after every time step inside the sample, its own lr and betas, 25 epochs),
     the integer signum variant (no optimizer memory), optionally (``--batch1``) batch 1
     with the write after each sample (lr 2^-15, 12 epochs) and (``--twin``) the float twin
     (the same config in the float loop, ~20 min a run), and the float model with Adam /
@@ -193,7 +193,8 @@ def main() -> int:
     parser.add_argument("--batch1", action="store_true",
                         help="temporal: also batch 1 with the write after each sample (3 seeds, ~25 min a run)")
     parser.add_argument("--transfer", action="store_true",
-                        help="temporal: also table (f), the two held-out task variants (6 x 3 runs, ~60 min)")
+                        help="temporal: also table (f), the two held-out task variants (6 x 3 runs, "
+                             "~2 h 15 min: an online run takes 30-45 min)")
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
                         help="temporal: run only these rows (t_int t_online t_float_adam d_int ... v_int v_online "
                              "v_float_adam w_int w_online w_float_adam)")
